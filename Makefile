@@ -1,0 +1,30 @@
+# The two set-up commands of the README:
+#   make demo   create or reuse .venv, install, fetch the data, run the main job on shipped defaults
+#   make test   create or reuse .venv, install, run the whole test suite
+# The CPU build of torch is installed before the project, so nothing pulls a multi-GB CUDA build.
+# For a GPU, see the README: install the CUDA torch wheel into the venv first, then `make demo`.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/personalize demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+.PHONY: install demo test test-fast

