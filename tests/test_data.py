@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -22,7 +23,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from personalize import data
+from personalize import data, files
 from personalize.data import download, movielens, sources, store
 from personalize.errors import (
     ChecksumError,
@@ -575,13 +576,18 @@ def test_tables_of_another_format_version_are_rebuilt(fake, data_home):
 def test_a_crash_while_writing_tables_leaves_nothing_that_load_accepts(
     fake, data_home, monkeypatch
 ):
-    def killed_before_the_rename(complete: Path, final: Path) -> None:
-        assert sorted(path.name for path in complete.iterdir()) == [
-            "items.parquet", "manifest.json", "ratings.parquet", "users.parquet",
-        ]  # fmt: skip
-        raise KeyboardInterrupt
+    real_replace = os.replace
 
-    monkeypatch.setattr(store, "_replace_folder", killed_before_the_rename)
+    def killed_before_the_rename(source, target) -> None:
+        source = Path(source)
+        if source.name.startswith(".partial-movielens-100k"):  # the complete staging folder
+            assert sorted(path.name for path in source.iterdir()) == [
+                "items.parquet", "manifest.json", "ratings.parquet", "users.parquet",
+            ]  # fmt: skip
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(files.os, "replace", killed_before_the_rename)
     with pytest.raises(KeyboardInterrupt):
         data.fetch(["movielens-100k"])
 

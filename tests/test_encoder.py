@@ -21,8 +21,8 @@ from personalize.encoder import (
     select_device,
     tiny_encoder,
 )
-from personalize.encoder_sources import sha256_file
 from personalize.errors import ChecksumError, ConfigError, EncoderError
+from personalize.files import sha256_file
 
 TEXTS = ["The cat sat on the mat.", "hi", "Numbers 1, 2 and 3!", "Ünïcödé àccents"]
 

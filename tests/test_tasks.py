@@ -19,7 +19,6 @@ from personalize.tasks import (
 )
 from personalize.tasks.suite_spec import spec_from_dict
 
-
 # --- splits -------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from personalize.data.sources import Archive
 from personalize.errors import ChecksumError, DataFetchError
+from personalize.files import sha256_file
 from personalize.paths import downloads_dir
 
 
@@ -32,12 +33,6 @@ class ArchiveContents:
 
     sha256: str
     members: dict[str, bytes]
-
-
-def sha256_of_file(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def cached_path(archive: Archive) -> Path:
@@ -103,7 +98,7 @@ def add_local_copy(
 def identify(path: Path, candidates: Sequence[Archive], *, dataset: str) -> Archive:
     """Which of the ``candidates`` the local file ``path`` is: by its sha256, or for an archive
     pinned only by its members, by holding those members. ChecksumError when it is none of them."""
-    digest = sha256_of_file(path)
+    digest = sha256_file(path)
     for archive in candidates:
         if archive.sha256 == digest:
             return archive
@@ -131,7 +126,7 @@ def read_members(path: Path, archive: Archive, *, dataset: str) -> ArchiveConten
     unreadable zip or a missing member raises ChecksumError naming the file and the fix.
     """
     fix = _refetch_fix(dataset) if path.parent == downloads_dir() else _local_file_fix(dataset)
-    digest = sha256_of_file(path)
+    digest = sha256_file(path)
     if archive.sha256 is not None:
         _check_sha256(path, archive.sha256, fix=fix, actual=digest)
     members: dict[str, bytes] = {}
@@ -162,7 +157,7 @@ def _holds_members(path: Path, archive: Archive) -> bool:
 
 
 def _check_sha256(path: Path, expected: str, *, fix: str, actual: str | None = None) -> None:
-    actual = actual or sha256_of_file(path)
+    actual = actual or sha256_file(path)
     if actual != expected:
         raise ChecksumError(
             f"{path} is corrupt, truncated or not the pinned file.\n"

@@ -29,6 +29,7 @@ from personalize.errors import (
     DataNotFetchedError,
     SchemaError,
 )
+from personalize.files import sha256_file
 from personalize.paths import dataset_dir
 
 
@@ -90,7 +91,7 @@ def _specs_to_fetch(names: Sequence[str] | None, source_path: Path | None) -> li
         )
         raise ChecksumError(
             f"{source_path} is none of the files a data set can be built from "
-            f"(its sha256 is {download.sha256_of_file(source_path)}).\n"
+            f"(its sha256 is {sha256_file(source_path)}).\n"
             f"Fix: pass one of {', '.join(accepted)}, exactly as downloaded."
         )
     return buildable

@@ -12,19 +12,16 @@ that partial folder, which nothing reads.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from personalize.data.download import sha256_of_file
 from personalize.data.sources import Archive, DatasetSpec
 from personalize.errors import ChecksumError, DataNotFetchedError
-from personalize.paths import data_dir, dataset_dir
+from personalize.files import sha256_file, staged_folder
+from personalize.paths import dataset_dir
 
 if TYPE_CHECKING:
     import polars as pl
@@ -46,18 +43,12 @@ def write_tables(
     log: Callable[[str], None],
 ) -> Manifest:
     """Write ``tables`` as parquet plus a manifest, atomically replacing any earlier folder."""
-    data_dir().mkdir(parents=True, exist_ok=True)
-    staging_folder = tempfile.TemporaryDirectory(
-        prefix=f".partial-{spec.name}-", dir=data_dir(), ignore_cleanup_errors=True
-    )
-    with staging_folder as staging_name:
-        staging = Path(staging_name)
-        staging.chmod(0o755)  # mkdtemp makes it private; the final folder should not be
+    with staged_folder(dataset_dir(spec.name), complete_marker=MANIFEST_NAME) as staging:
         table_entries = {}
         for table, frame in tables.items():
             file = table_file(staging, table)
             frame.write_parquet(file)
-            table_entries[table] = {"rows": frame.height, "sha256": sha256_of_file(file)}
+            table_entries[table] = {"rows": frame.height, "sha256": sha256_file(file)}
             log(f"{spec.name}: wrote table {table} ({frame.height:,} rows)")
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -70,7 +61,6 @@ def write_tables(
             "tables": table_entries,
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_folder(staging, dataset_dir(spec.name))
     return manifest
 
 
@@ -123,7 +113,7 @@ def verified_manifest(spec: DatasetSpec) -> Manifest:
             raise ChecksumError(
                 f"Table {table!r} of {spec.name} is missing: {table_path}.\n{refetch}"
             )
-        actual = sha256_of_file(table_path)
+        actual = sha256_file(table_path)
         if actual != entry["sha256"]:
             raise ChecksumError(
                 f"{table_path} was changed after it was written.\n"
@@ -141,20 +131,3 @@ def remove_tables(spec: DatasetSpec) -> None:
     """Delete the fetched folder of ``spec`` if there is one."""
     shutil.rmtree(dataset_dir(spec.name), ignore_errors=True)
 
-
-def _replace_folder(complete: Path, final: Path) -> None:
-    """Move the complete folder to ``final``, replacing what was there.
-
-    A folder cannot replace a non-empty one in a single rename, so the old one is first renamed
-    aside (to a ``.partial-*`` name, hence never read) and deleted after the new one is in place.
-    """
-    discarded = complete.with_name(complete.name + "-old")
-    with contextlib.suppress(FileNotFoundError):  # first fetch, or a concurrent fetch moved it
-        os.replace(final, discarded)
-    try:
-        os.replace(complete, final)
-    except OSError:
-        if not (final / MANIFEST_NAME).is_file():  # not a concurrent fetch that got there first
-            raise
-    finally:
-        shutil.rmtree(discarded, ignore_errors=True)

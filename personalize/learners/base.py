@@ -1,0 +1,143 @@
+"""What every meta-learner is: meta-parameters, an outer objective, ``adapt`` and ``predict``.
+
+A learner owns a :class:`~personalize.engine.batched_model.BatchedLoRAModel` (frozen encoder +
+adapter and head layout) and its *meta-parameters*: the initialization of the adapters and head
+(``init``) plus whatever else its family learns (inner learning rates, a temperature, a prior).
+
+- ``meta_gradient(support, query)`` accumulates the outer gradient of one meta-batch of tasks into
+  the meta-parameters' ``.grad`` and returns metrics; the training loop steps the optimizer.
+- ``adapt(support)`` fits every task of a batch at once and returns its per-task *state*: a dict of
+  tensors with a leading task dimension (adapted weights, prototypes, a posterior...).
+- ``predict(state, inputs)`` gives every task's outputs on new inputs, with a variance where the
+  family has one.
+
+Families live in their own files: ``maml.py`` (MAML, first-order MAML), ``meta_sgd.py``,
+``reptile.py`` (optimization-based), ``protonet.py`` (metric-based), ``bayesian.py`` (model-based).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import torch
+
+from personalize.encoder import Encoder
+from personalize.engine.batch import TaskBatch
+from personalize.engine.batched_model import BatchedLoRAModel, Params
+from personalize.engine.config import AdapterConfig, HeadConfig, config_from_dict
+from personalize.engine.inner_loop import task_accuracy, task_losses
+from personalize.errors import ConfigError, require
+
+TaskState = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Fields shared by every learner; each learner's config extends it."""
+
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    """Which LoRA adapters sit on the frozen encoder."""
+    head: HeadConfig = field(default_factory=HeadConfig)
+    """The task head: classification over ``num_classes`` or a regression score."""
+    seed: int = 0
+    """Seed of the initial meta-parameters."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LearnerConfig:
+        raw = dict(raw)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        require(not unknown, f"{cls.__name__}: unknown field(s) {unknown}")
+        raw["adapter"] = config_from_dict(AdapterConfig, raw.get("adapter", {}))
+        raw["head"] = config_from_dict(HeadConfig, raw.get("head", {}))
+        return cls(**raw)
+
+
+@dataclass
+class Prediction:
+    """Outputs for every task's examples: logits [T, N, C] or scores [T, N], and maybe a variance."""
+
+    outputs: torch.Tensor
+    variance: torch.Tensor | None = None
+
+    def probabilities(self) -> torch.Tensor:
+        """Class probabilities from the logits (classification only)."""
+        return torch.softmax(self.outputs.float(), dim=-1)
+
+
+class MetaLearner(torch.nn.Module, ABC):
+    """Base class of every meta-learner. Subclasses set ``name``, ``family`` and ``config_class``."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # "optimization", "metric" or "model"
+    config_class: ClassVar[type[LearnerConfig]] = LearnerConfig
+
+    def __init__(self, encoder: Encoder, config: LearnerConfig | None = None) -> None:
+        super().__init__()
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.encoder = encoder
+        self.config = config
+        self.model = BatchedLoRAModel(encoder, config.adapter, config.head)
+        initial = self.model.init_parameters(config.seed)
+        self.init = torch.nn.ParameterDict({name: torch.nn.Parameter(value) for name, value in initial.items()})
+
+    @property
+    def kind(self) -> str:
+        return self.config.head.kind
+
+    def init_params(self) -> Params:
+        """The meta-learned initialization as a plain dict (still connected to the graph)."""
+        return dict(self.init.items())
+
+    # --- the family-specific parts -------------------------------------------------------------------
+
+    def meta_loss(self, support: TaskBatch, query: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The outer objective on one meta-batch (mean over tasks) and metrics to log."""
+        raise NotImplementedError(f"{type(self).__name__} defines meta_gradient instead of meta_loss")
+
+    def meta_gradient(self, support: TaskBatch, query: TaskBatch) -> dict[str, float]:
+        """Accumulate the outer gradient of one meta-batch into ``.grad``; return metrics."""
+        loss, metrics = self.meta_loss(support, query)
+        loss.backward()
+        return metrics
+
+    @abstractmethod
+    def adapt(self, support: TaskBatch) -> TaskState:
+        """Fit every task of ``support`` at once; returns per-task state with a leading task dim."""
+
+    @abstractmethod
+    def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
+        """Outputs of every adapted task on its inputs (``inputs.targets`` are ignored)."""
+
+    # --- shared --------------------------------------------------------------------------------------
+
+    def evaluate(self, support: TaskBatch, query: TaskBatch) -> dict[str, torch.Tensor]:
+        """Adapt on ``support`` and score ``query``: per-task loss, and accuracy or MAE. Shapes [T]."""
+        prediction = self.predict(self.adapt(support), query)
+        metrics = {"loss": self.prediction_loss(prediction, query)}
+        if self.kind == "classification":
+            metrics["accuracy"] = task_accuracy(prediction.outputs, query.targets, query.example_mask)
+        else:
+            error = (prediction.outputs.float() - query.targets).abs() * query.example_mask
+            metrics["mae"] = error.sum(1) / query.example_mask.sum(1).clamp_min(1)
+        return {name: value.detach() for name, value in metrics.items()}
+
+    def prediction_loss(self, prediction: Prediction, batch: TaskBatch) -> torch.Tensor:
+        """Per-task loss of a prediction: cross-entropy or squared error. Shape [T]."""
+        return task_losses(prediction.outputs, batch.targets, batch.example_mask, self.kind)
+
+    def task_features(self, params: Params, batch: TaskBatch, training: bool = False) -> torch.Tensor:
+        """Pooled features [T, N, H] of a batch under the given (per-task or shared) parameters."""
+        prefix = self.model.frozen_prefix(batch.input_ids, batch.attention_mask)
+        return self.model.features(params, prefix, batch.attention_mask, training)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, family={self.family!r}"
