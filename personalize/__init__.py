@@ -15,14 +15,32 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "encoder", "errors", "frames", "paths", "tasks")
+_SUBMODULES = ("data", "encoder", "errors", "frames", "paths", "tasks", "learners")
+
+# The public API, loaded on first use: name -> module that defines it.
+_API = {
+    "load_encoder": "personalize.encoder",
+    "tiny_encoder": "personalize.encoder",
+    "load_suite": "personalize.tasks",
+    "create_learner": "personalize.learners",
+    "MetaFitConfig": "personalize.meta_fit",
+    "meta_fit": "personalize.meta_fit",
+    "SelectionConfig": "personalize.selection",
+    "select_learner": "personalize.selection",
+    "TaskModel": "personalize.task_model",
+    "adapt_tasks": "personalize.task_model",
+    "save_learner": "personalize.checkpoint",
+    "load_learner": "personalize.checkpoint",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"personalize.{name}")
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'personalize' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBMODULES])
+    return sorted([*globals(), *_SUBMODULES, *_API])

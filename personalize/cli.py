@@ -5,6 +5,7 @@
     personalize suites list                                       the task suites and their sizes
     personalize suites sample NAME --split test --shots 8         print a seeded episode
     personalize encoder info [--model PATH]                       load the encoder and describe it
+    personalize meta-fit SUITE --learner fomaml --out DIR          meta-train and save a checkpoint
     personalize demo                                              the main job on shipped defaults
 
 Every subcommand has ``--help``. Errors the library raises on purpose are printed as one line
@@ -98,6 +99,50 @@ def cmd_encoder_info(args: argparse.Namespace) -> None:
     print_table([{**identity, "device": str(encoder.device), "parameters": f"{parameters:,}"}])
 
 
+# --- meta-training -------------------------------------------------------------------------------
+
+
+def cmd_meta_fit(args: argparse.Namespace) -> None:
+    """Meta-train one learner (or select among several) on a suite and save the checkpoint."""
+    import dataclasses
+    import time
+
+    from personalize.checkpoint import save_learner
+    from personalize.encoder import load_encoder
+    from personalize.engine.config import AdapterConfig, HeadConfig
+    from personalize.learners import create_learner
+    from personalize.meta_fit import MetaFitConfig, meta_fit
+    from personalize.selection import SelectionConfig, select_learner
+    from personalize.tasks import ClassificationSuiteSpec, load_suite
+
+    suite = load_suite(args.suite)
+    encoder = load_encoder(args.model, device=args.device)
+    head = (HeadConfig(num_classes=suite.spec.ways) if isinstance(suite.spec, ClassificationSuiteSpec)
+            else HeadConfig(kind="regression"))
+    layers = tuple(int(i) for i in args.layers.split(",")) if args.layers else None
+    fields = {"adapter": AdapterConfig(rank=args.rank, layers=layers), "head": head, "seed": args.seed}
+    fit = MetaFitConfig(steps=args.steps, meta_batch_size=args.meta_batch_size, outer_lr=args.outer_lr,
+                        checkpoint_dir=args.checkpoint_dir, seed=args.seed, val_episodes=args.val_episodes)
+    started = time.perf_counter()
+    if args.select:
+        learner = select_learner(suite, encoder, SelectionConfig(
+            learners=tuple(args.learner.split(",")), budget_s=args.budget, fit=fit, learner_fields=fields))
+    else:
+        name = args.learner
+        extra = {}
+        if args.inner_steps is not None:
+            extra["inner_steps"] = args.inner_steps
+        if args.inner_lr is not None:
+            extra["inner_lr"] = args.inner_lr
+        learner = meta_fit(create_learner(name, encoder, **fields, **extra), suite,
+                           dataclasses.replace(fit, time_budget_s=args.budget))
+    record = {**learner.record, "command": " ".join(sys.argv), "suite": suite.name,
+              "wall_seconds": round(time.perf_counter() - started, 1), "device": str(encoder.device)}
+    save_learner(learner, args.out, record)
+    print(f"saved {learner.name} to {args.out}: best meta-validation loss {learner.record['best_val_loss']:.4f} "
+          f"at step {learner.record['best_step']}")
+
+
 # --- demo -----------------------------------------------------------------------------------------
 
 
@@ -149,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     info.add_argument("--allow-download", action="store_true", help="allow fetching a hub id from the network")
     info.set_defaults(handler=cmd_encoder_info)
+
+    fit = groups.add_parser("meta-fit", help="meta-train a learner on a task suite and save the checkpoint")
+    fit.add_argument("suite", help="suite name or path to a suite .toml file")
+    fit.add_argument("--learner", default="fomaml",
+                     help="maml, fomaml, meta-sgd, reptile, protonet or bayes (comma-separated with --select)")
+    fit.add_argument("--select", action="store_true", help="try every --learner and an inner-loop grid; keep the best")
+    fit.add_argument("--out", required=True, help="folder to write the checkpoint to")
+    fit.add_argument("--steps", type=int, default=500, help="outer steps (default 500)")
+    fit.add_argument("--meta-batch-size", type=int, default=8, help="tasks per outer step (default 8)")
+    fit.add_argument("--outer-lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    fit.add_argument("--inner-steps", type=int, help="inner gradient steps (optimization learners)")
+    fit.add_argument("--inner-lr", type=float, help="inner step size (optimization learners)")
+    fit.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    fit.add_argument("--layers", help="comma-separated encoder layers to adapt (default: all)")
+    fit.add_argument("--val-episodes", type=int, default=64, help="meta-validation episodes (default 64)")
+    fit.add_argument("--budget", type=float, help="seconds of training (shared by candidates with --select)")
+    fit.add_argument("--checkpoint-dir", help="save last/ and best/ here as training goes; resume from it")
+    fit.add_argument("--model", help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
+    fit.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    fit.add_argument("--seed", type=int, default=0, help="seed of initialization and episodes (default 0)")
+    fit.set_defaults(handler=cmd_meta_fit)
 
     groups.add_parser("demo", help="the main job: fetch the data and show the task suites").set_defaults(
         handler=cmd_demo)

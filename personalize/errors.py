@@ -50,6 +50,10 @@ class SuiteError(PersonalizeError, ValueError):
     """A task-suite definition is missing or invalid."""
 
 
+class CheckpointError(PersonalizeError, ValueError):
+    """A checkpoint folder is missing, incomplete, of another format, or does not fit its config."""
+
+
 class EncoderError(PersonalizeError):
     """The encoder cannot be loaded, or it is not the encoder a checkpoint was trained with."""
 

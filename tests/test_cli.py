@@ -10,7 +10,7 @@ import pytest
 from personalize.cli import build_parser, main
 
 SUBCOMMANDS = [[], ["data"], ["data", "fetch"], ["data", "list"], ["data", "path"], ["suites"],
-               ["suites", "list"], ["suites", "sample"], ["encoder"], ["encoder", "info"], ["demo"]]
+               ["suites", "list"], ["suites", "sample"], ["encoder"], ["encoder", "info"], ["meta-fit"], ["demo"]]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda words: " ".join(words) or "personalize")

@@ -24,11 +24,16 @@ from personalize.engine.config import TaskKind
 
 def task_losses(outputs: torch.Tensor, targets: torch.Tensor, example_mask: torch.Tensor,
                 kind: TaskKind) -> torch.Tensor:
-    """Mean loss of each task over its real examples: cross-entropy or squared error. Shape [T]."""
+    """Mean loss of each task over its real examples: cross-entropy or squared error. Shape [T].
+
+    Half-precision outputs (bf16 autocast on GPU) are upcast to float32; float64 stays float64.
+    """
+    if outputs.dtype in (torch.float16, torch.bfloat16):
+        outputs = outputs.float()
     if kind == "classification":
-        per_example = F.cross_entropy(outputs.flatten(0, 1).float(), targets.flatten(), reduction="none")
+        per_example = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
     else:
-        per_example = (outputs.float() - targets).pow(2).flatten()
+        per_example = (outputs - targets.to(outputs.dtype)).pow(2).flatten()
     weights = example_mask.to(per_example.dtype)
     return (per_example.view_as(weights) * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
@@ -81,16 +86,35 @@ def adapt_by_gradient(
     *,
     steps: int,
     learning_rate: float | Params,
+    max_tokens: int | None = None,
 ) -> Params:
     """Test-time adaptation: start every task of ``batch`` from ``init`` and take ``steps`` steps.
 
+    Tasks are adapted together in chunks of at most ``max_tokens`` tokens (default: a budget per
+    device, see :func:`default_chunk_tokens`): tasks are independent, so chunking changes no result,
+    while it keeps activations small enough to stay in cache and out of the page-fault path on CPU.
     Returns detached per-task parameters; nothing flows back into ``init``.
     """
-    with torch.enable_grad(), model.encoder.autocast():
-        prefix = model.frozen_prefix(batch.input_ids, batch.attention_mask)
-        start = {name: value.detach().expand(batch.num_tasks, *value.shape).clone().requires_grad_(True)
-                 for name, value in init.items()}
-        rates = ({name: rate.detach() for name, rate in learning_rate.items()}
-                 if isinstance(learning_rate, dict) else learning_rate)
-        adapted = gradient_steps(model, start, prefix, batch, steps=steps, learning_rate=rates)
-    return {name: value.detach() for name, value in adapted.items()}
+    tokens_per_task = batch.input_ids.shape[1] * batch.input_ids.shape[2]
+    budget = max_tokens if max_tokens is not None else default_chunk_tokens(batch.input_ids.device)
+    chunk = max(1, budget // tokens_per_task)
+    rates = ({name: rate.detach() for name, rate in learning_rate.items()}
+             if isinstance(learning_rate, dict) else learning_rate)
+    pieces = []
+    for start in range(0, batch.num_tasks, chunk):
+        part = batch.select(slice(start, start + chunk))
+        with torch.enable_grad(), model.encoder.autocast():
+            prefix = model.frozen_prefix(part.input_ids, part.attention_mask)
+            begin = {name: value.detach().expand(part.num_tasks, *value.shape).clone().requires_grad_(True)
+                     for name, value in init.items()}
+            adapted = gradient_steps(model, begin, prefix, part, steps=steps, learning_rate=rates)
+        pieces.append({name: value.detach() for name, value in adapted.items()})
+    if len(pieces) == 1:
+        return pieces[0]
+    return {name: torch.cat([piece[name] for piece in pieces]) for name in pieces[0]}
+
+
+def default_chunk_tokens(device: torch.device) -> int:
+    """Tokens adapted at once: about 5k on CPU (measured best on 2 cores, docs/engine-benchmark-cpu.md),
+    effectively unlimited on GPU where one large batch keeps the device busy."""
+    return 5_120 if device.type == "cpu" else 1 << 22

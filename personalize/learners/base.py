@@ -88,6 +88,7 @@ class MetaLearner(torch.nn.Module, ABC):
         self.model = BatchedLoRAModel(encoder, config.adapter, config.head)
         initial = self.model.init_parameters(config.seed)
         self.init = torch.nn.ParameterDict({name: torch.nn.Parameter(value) for name, value in initial.items()})
+        self.record: dict[str, Any] = {}  # training history, model selection: saved with checkpoints
 
     @property
     def kind(self) -> str:

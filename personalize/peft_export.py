@@ -1,0 +1,65 @@
+"""Export adapter weights as a standard PEFT LoRA folder.
+
+The folder (``adapter_config.json`` + ``adapter_model.safetensors``) loads with
+``peft.PeftModel.from_pretrained(encoder_model, path)`` and gives the same encoder outputs as the
+adapted task inside personalize.
+
+>>> import tempfile, torch
+>>> from personalize.encoder import tiny_encoder
+>>> from personalize.engine.config import AdapterConfig
+>>> encoder = tiny_encoder()
+>>> weights = {"layer1_query_A": torch.ones(2, 32), "layer1_query_B": torch.zeros(32, 2)}
+>>> folder = export_peft(encoder, AdapterConfig(rank=2, layers=(1,), target_modules=("query",)), weights,
+...                      tempfile.mkdtemp() + "/adapter")
+>>> sorted(p.name for p in folder.iterdir())
+['README.md', 'adapter_config.json', 'adapter_model.safetensors']
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from personalize.encoder import Encoder
+from personalize.engine.config import TARGET_PATHS, AdapterConfig
+from personalize.errors import ConfigError
+from personalize.files import staged_folder
+
+
+def peft_key(name: str) -> str:
+    """``layer4_attention_output_B`` -> ``base_model.model.encoder.layer.4.attention.output.dense.lora_B.weight``."""
+    layer, rest = name.removeprefix("layer").split("_", 1)
+    target, matrix = rest.rsplit("_", 1)
+    if target not in TARGET_PATHS or matrix not in ("A", "B") or not layer.isdigit():
+        raise ConfigError(f"{name!r} is not an adapter weight name")
+    return f"base_model.model.encoder.layer.{layer}.{TARGET_PATHS[target]}.lora_{matrix}.weight"
+
+
+def export_peft(encoder: Encoder, adapter: AdapterConfig, weights: dict[str, torch.Tensor],
+                path: str | Path) -> Path:
+    """Write one task's adapter ``weights`` (no task dimension) as a PEFT LoRA folder at ``path``."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    lora = LoraConfig(
+        r=adapter.rank,
+        lora_alpha=adapter.alpha,
+        lora_dropout=adapter.dropout,
+        target_modules=adapter.module_names(encoder.num_layers),
+    )
+    base = copy.deepcopy(encoder.model).cpu()
+    base.name_or_path = encoder.name  # recorded as the adapter's base model
+    model = get_peft_model(base, lora)
+    state = {peft_key(name): value.detach().float().cpu() for name, value in weights.items()
+             if name.startswith("layer")}
+    expected = {key for key in model.state_dict() if "lora_" in key}
+    found = {key.replace(".weight", ".default.weight") for key in state}
+    if found != expected:
+        raise ConfigError(f"adapter weights do not match the adapter layout: missing {sorted(expected - found)[:3]}, "
+                          f"unexpected {sorted(found - expected)[:3]}")
+    set_peft_model_state_dict(model, state)
+    path = Path(path)
+    with staged_folder(path) as staging:
+        model.save_pretrained(str(staging))
+    return path

@@ -1,0 +1,189 @@
+"""One adapted task: predict in the caller's label space, save, reload, export as a PEFT adapter.
+
+:func:`adapt_tasks` adapts many tasks in one batched call and returns a :class:`TaskModel` for each.
+A TaskModel holds the learner (shared meta-parameters) and its own per-task state (adapted weights,
+prototypes or posterior), plus the caller's class labels.
+
+>>> from personalize.encoder import tiny_encoder
+>>> from personalize.learners import create_learner
+>>> learner = create_learner("protonet", tiny_encoder())
+>>> shoes, bags = adapt_tasks(learner, [(["love it", "hate it"], ["pos", "neg"]),
+...                                     (["great bag", "awful bag", "fine bag"], [1, 0, 1])])
+>>> shoes.classes, bags.classes
+(('neg', 'pos'), (0, 1))
+>>> shoes.predict(["love it"])
+['pos']
+>>> shoes.predict_proba(["love it", "hate it"]).shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from personalize.checkpoint import load_learner, save_learner, save_tensors
+from personalize.encoder import Encoder
+from personalize.engine.batch import collate_tasks
+from personalize.errors import CheckpointError, ConfigError, require
+from personalize.files import staged_folder
+from personalize.learners import MetaLearner, TaskState
+from personalize.peft_export import export_peft
+
+PREDICT_CHUNK = 256
+TASK_FORMAT = "personalize-task"
+
+
+class TaskModel:
+    """An adapted task. Build it with :func:`adapt_tasks` (or a showcase API), not directly."""
+
+    def __init__(self, learner: MetaLearner, state: TaskState, classes: tuple[Hashable, ...] | None) -> None:
+        self.learner = learner
+        self.state = state
+        self.classes = classes
+
+    @property
+    def kind(self) -> str:
+        return self.learner.kind
+
+    # --- prediction ---------------------------------------------------------------------------------
+
+    def _outputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        _check_texts(texts)
+        outputs, variances = [], []
+        for start in range(0, len(texts), PREDICT_CHUNK):
+            chunk = list(texts[start:start + PREDICT_CHUNK])
+            batch = collate_tasks(self.learner.encoder, [chunk], [[0] * len(chunk)], kind=self.kind)
+            prediction = self.learner.predict(self.state, batch)
+            outputs.append(prediction.outputs[0])
+            if prediction.variance is not None:
+                variances.append(prediction.variance[0])
+        return torch.cat(outputs), torch.cat(variances) if variances else None
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities [n, n_classes], columns in ``classes`` order, rows summing to 1."""
+        require(self.classes is not None, "predict_proba is for classification tasks")
+        logits = self._outputs(texts)[0][:, : len(self.classes)].float()
+        return torch.softmax(logits, dim=-1).cpu().numpy()
+
+    def predict(self, texts: Sequence[str]) -> list[Hashable] | np.ndarray:
+        """Labels (classification, in the caller's label space) or scores (regression)."""
+        if self.classes is None:
+            return self._outputs(texts)[0].float().cpu().numpy()
+        return [self.classes[i] for i in self.predict_proba(texts).argmax(1)]
+
+    def predict_with_uncertainty(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores (or logits) and their predictive variance, where the learner's family has one."""
+        outputs, variance = self._outputs(texts)
+        return outputs.float().cpu().numpy(), None if variance is None else variance.float().cpu().numpy()
+
+    # --- export, save, load ---------------------------------------------------------------------------
+
+    def adapter_weights(self) -> dict[str, torch.Tensor]:
+        """This task's LoRA weights: adapted ones (optimization learners) or the shared ones."""
+        source = self.state if any(name.startswith("layer") for name in self.state) else self.learner.init_params()
+        return {name: (value[0] if value.dim() == 3 else value).detach()
+                for name, value in source.items() if name.startswith("layer")}
+
+    def to_peft(self, path: str | Path) -> Path:
+        """Write this task's adapter as a PEFT folder; the head/state is saved beside it."""
+        path = export_peft(self.learner.encoder, self.learner.config.adapter, self.adapter_weights(), path)
+        save_tensors(path / "personalize_task_state.safetensors", self.state)
+        return path
+
+    def save(self, path: str | Path) -> Path:
+        """Save learner and task state into folder ``path`` (atomically)."""
+        path = Path(path)
+        with staged_folder(path) as staging:
+            save_learner(self.learner, staging / "learner")
+            save_tensors(staging / "task_state.safetensors", self.state)
+            document = {"format": TASK_FORMAT, "format_version": 1, "kind": self.kind,
+                        "classes": list(self.classes) if self.classes is not None else None}
+            (staging / "task.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, encoder: Encoder | None = None) -> TaskModel:
+        """Reload a saved task; ``encoder`` must be the one it was trained on (default: bundled)."""
+        path = Path(path)
+        task_file = path / "task.json"
+        if not task_file.is_file():
+            raise CheckpointError(f"{path} is not a saved task: task.json is missing")
+        document = json.loads(task_file.read_text(encoding="utf-8"))
+        if document.get("format") != TASK_FORMAT:
+            raise CheckpointError(f"{task_file} is not a {TASK_FORMAT} file")
+        learner = load_learner(path / "learner", encoder=encoder)
+        state = load_file(str(path / "task_state.safetensors"), device=str(learner.encoder.device))
+        classes = tuple(document["classes"]) if document["classes"] is not None else None
+        return cls(learner, state, classes)
+
+
+def adapt_tasks(
+    learner: MetaLearner,
+    tasks: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    classes: Sequence[Sequence[Hashable]] | None = None,
+) -> list[TaskModel]:
+    """Adapt many tasks in one batched call. Each task is (texts, labels or scores).
+
+    Classification labels may be any str/int values; a task's classes are its sorted distinct labels
+    unless ``classes`` gives them (then every class needs at least one example).
+    """
+    require(len(tasks) >= 1, "adapt_tasks needs at least one task")
+    texts, targets, task_classes = [], [], []
+    for index, (task_texts, task_labels) in enumerate(tasks):
+        _check_texts(task_texts, where=f"task {index}: ")
+        if len(task_texts) != len(task_labels):
+            raise ConfigError(f"task {index}: {len(task_texts)} texts but {len(task_labels)} labels")
+        texts.append(list(task_texts))
+        if learner.kind == "regression":
+            scores = np.asarray(task_labels, dtype=np.float64)
+            require(bool(np.isfinite(scores).all()), f"task {index}: scores must be finite numbers")
+            targets.append(scores.tolist())
+            task_classes.append(None)
+            continue
+        names = _class_names(task_labels, classes[index] if classes is not None else None, index)
+        require(len(names) <= learner.config.head.num_classes,
+                f"task {index} has {len(names)} classes but the learner's head has "
+                f"{learner.config.head.num_classes}; meta-train with HeadConfig(num_classes={len(names)})")
+        position = {name: i for i, name in enumerate(names)}
+        targets.append([position[label] for label in task_labels])
+        task_classes.append(names)
+    batch = collate_tasks(learner.encoder, texts, targets, kind=learner.kind)
+    state = learner.adapt(batch)
+    # Each task gets its own contiguous copy: no view pins the whole batch in memory, and the memory
+    # layout equals that of a reloaded task, so predictions match bit for bit after save/load.
+    return [TaskModel(learner, {k: v[i:i + 1].clone(memory_format=torch.contiguous_format)
+                                for k, v in state.items()}, task_classes[i])
+            for i in range(batch.num_tasks)]
+
+
+def _class_names(labels: Sequence[Any], given: Sequence[Hashable] | None, index: int) -> tuple[Hashable, ...]:
+    for label in labels:
+        if not isinstance(label, (str, int, np.integer)) or isinstance(label, bool):
+            raise ConfigError(f"task {index}: labels must be str or int, got {label!r}")
+    present = {label.item() if isinstance(label, np.integer) else label for label in labels}
+    if given is None:
+        return tuple(sorted(present, key=lambda value: (isinstance(value, str), value)))
+    missing = [name for name in given if name not in present]
+    require(not missing, f"task {index}: class(es) {missing} have no example (need at least one per class)")
+    unknown = sorted(map(str, present - set(given)))
+    require(not unknown, f"task {index}: labels {unknown} are not among the classes {list(given)}")
+    return tuple(given)
+
+
+def _check_texts(texts: Sequence[str], where: str = "") -> None:
+    require(len(texts) >= 1, f"{where}no texts given")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}text {i} is {type(text).__name__}, not str")
+        if not text.strip():
+            raise ConfigError(f"{where}text {i} is empty")
+
+
+__all__ = ["TaskModel", "adapt_tasks"]
