@@ -35,9 +35,11 @@ from personalize.checkpoint import load_learner, save_learner, save_tensors
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
 from personalize.engine.episode_batches import episode_batches
+from personalize.engine.prefix_cache import cached_episode_batches
 from personalize.errors import ConfigError, require
 from personalize.files import staged_folder
 from personalize.learners import MetaLearner
+from personalize.tasks.episodes import TextTaskPool
 
 BatchMaker = Callable[[Encoder, Sequence[Any]], tuple[TaskBatch, TaskBatch]]
 
@@ -95,16 +97,18 @@ def meta_fit(
     suite: Any,
     config: MetaFitConfig | None = None,
     *,
-    make_batches: BatchMaker = episode_batches,
+    make_batches: BatchMaker | None = None,
 ) -> MetaLearner:
     """Meta-train ``learner`` on ``suite``'s meta-train tasks, validating on its meta-val tasks.
 
     ``suite`` is a :class:`~personalize.tasks.TaskSuite` or anything with the same
     ``sample(split, shots=, rng=)`` and ``episodes(split, shots=, n=, seed=)`` methods;
-    ``make_batches`` turns a list of its episodes into (support, query) TaskBatches. Returns the
-    learner, trained, with ``learner.record`` holding the history and the run's settings.
+    ``make_batches`` turns a list of its episodes into (support, query) TaskBatches (default: see
+    :func:`default_batches`). Returns the learner, trained, with ``learner.record`` holding the
+    history and the run's settings.
     """
     config = config or MetaFitConfig()
+    make_batches = make_batches or default_batches(learner, suite)
     shots = config.shots or tuple(suite.spec.shots)
     val_shots = config.val_shots or sorted(shots)[len(shots) // 2]
     val_batches = _chunks(make_batches(learner.encoder, suite.episodes(
@@ -167,6 +171,17 @@ def meta_fit(
     learner.eval()
     learner.record = {**_record(state, config), "stopped_early": stopped_early}
     return learner
+
+
+def default_batches(learner: MetaLearner, suite: Any) -> BatchMaker:
+    """Cached frozen-prefix batches when the adapters skip lower layers of a text suite, else plain ones.
+
+    With a cache each text's lower layers run once per training run instead of once per episode.
+    """
+    pool = getattr(suite, "pool", None)
+    if isinstance(pool, TextTaskPool) and learner.model.first_adapted > 0:
+        return cached_episode_batches(learner.model, pool)
+    return episode_batches
 
 
 # --- validation -------------------------------------------------------------------------------------

@@ -62,13 +62,13 @@ class SelectionConfig:
 
 
 def select_learner(suite: Any, encoder: Encoder, config: SelectionConfig | None = None, *,
-                   make_batches: BatchMaker = episode_batches) -> MetaLearner:
+                   make_batches: BatchMaker | None = None) -> MetaLearner:
     """Meta-train every candidate, score the grid on meta-validation, return the best learner."""
     config = config or SelectionConfig()
     shots = config.fit.shots or tuple(suite.spec.shots)
     val_shots = config.fit.val_shots or sorted(shots)[len(shots) // 2]
-    support, query = make_batches(encoder, suite.episodes("val", shots=val_shots, n=config.val_episodes,
-                                                          seed=config.fit.seed + 20_000))
+    val_episodes = suite.episodes("val", shots=val_shots, n=config.val_episodes, seed=config.fit.seed + 20_000)
+    support, query = (make_batches or episode_batches)(encoder, val_episodes)
     share = config.budget_s / len(config.learners)
     rows: list[dict[str, Any]] = []
     best: tuple[float, MetaLearner] | None = None

@@ -123,7 +123,7 @@ def random_batch(encoder: Encoder, tasks: int, examples: int, tokens: int, seed:
         targets=torch.randint(0, 2, (tasks, examples), generator=generator),
         example_mask=torch.ones(tasks, examples, dtype=torch.bool),
     )
-    return TaskBatch(*(getattr(batch, f.name).to(encoder.device) for f in fields(TaskBatch)))
+    return batch.to(encoder.device)
 
 
 # ---------------------------------------------------------------------------------------- measuring

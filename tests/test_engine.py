@@ -29,6 +29,7 @@ from personalize.engine.batched_model import BatchedLoRAModel
 from personalize.engine.config import TARGET_PATHS, AdapterConfig, HeadConfig
 from personalize.engine.episode_batches import episode_batches
 from personalize.engine.inner_loop import expand_to_tasks, task_losses
+from personalize.errors import ConfigError
 from personalize.learners import LEARNERS, create_learner
 from personalize.tasks.synthetic import synthetic_suite
 
@@ -392,3 +393,36 @@ def test_bench_engine_script_runs(tmp_path, monkeypatch):
     assert "fomaml, 1 inner steps" in text and "layers 1 (" in text
     batch = module.random_batch(module.tiny_encoder(), 2, 3, 5, seed=0)
     assert batch.input_ids.shape == (2, 3, 5) and bool(batch.attention_mask.all())
+
+
+# --- prefix cache ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["fomaml", "protonet", "bayes"])
+def test_cached_prefix_batches_give_the_same_results_as_computing_the_prefix(name):
+    from personalize.engine.prefix_cache import PrefixCache, cached_episode_batches
+    from personalize.tasks.synthetic import synthetic_suite
+
+    encoder = tiny_encoder(seed=0)
+    suite = synthetic_suite(num_tasks=20, examples_per_class=10, seed=0)
+    learner = create_learner(name, encoder, adapter=AdapterConfig(rank=2, layers=(1,)))
+    episodes = suite.episodes("train", shots=2, n=4, seed=0)
+    plain = episode_batches(encoder, episodes)
+    make_batches = cached_episode_batches(learner.model, suite.pool, dtype=torch.float32)
+    cached = make_batches(encoder, episodes)
+    distinct_rows = {int(r) for e in episodes for r in (*e.support_rows, *e.query_rows)}
+    assert cached[0].prefix is not None and len(make_batches.cache) == len(distinct_rows)
+    for metric, value in learner.evaluate(*plain).items():
+        torch.testing.assert_close(learner.evaluate(*cached)[metric], value, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(learner.meta_loss(*cached)[0], learner.meta_loss(*plain)[0], atol=1e-5, rtol=1e-4)
+
+    # The states belong to one adapter layout: a model adapting other layers refuses them.
+    other = create_learner(name, encoder, adapter=AdapterConfig(rank=2, layers=(0, 1)))
+    with pytest.raises(ConfigError, match="first adapted layer"):
+        other.evaluate(*cached)
+    # A cache fills each text once: asking again computes nothing new.
+    cache = PrefixCache(learner.model, suite.pool.texts_at)
+    cache.fill(episodes[0].support_rows)
+    before = dict(cache._states)
+    cache.fill(episodes[0].support_rows)
+    assert all(cache._states[row] is before[row] for row in before)

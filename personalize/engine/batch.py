@@ -15,7 +15,7 @@ says which examples are real, so losses and statistics ignore the padding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -32,6 +32,8 @@ class TaskBatch:
     attention_mask: torch.Tensor  # [T, N, S] long
     targets: torch.Tensor         # [T, N] long class ids, or float scores
     example_mask: torch.Tensor    # [T, N] bool: False for padding examples
+    prefix: torch.Tensor | None = None  # [T, N, S, H] precomputed frozen-prefix states (see prefix_cache.py)
+    prefix_layer: int | None = None     # the layer those states enter
 
     @property
     def num_tasks(self) -> int:
@@ -39,7 +41,19 @@ class TaskBatch:
 
     def select(self, tasks: slice | Sequence[int] | torch.Tensor) -> TaskBatch:
         """The sub-batch of the given tasks (a view where possible)."""
-        return TaskBatch(*(getattr(self, f.name)[tasks] for f in fields(self)))
+        return TaskBatch(
+            input_ids=self.input_ids[tasks], attention_mask=self.attention_mask[tasks],
+            targets=self.targets[tasks], example_mask=self.example_mask[tasks],
+            prefix=None if self.prefix is None else self.prefix[tasks], prefix_layer=self.prefix_layer,
+        )
+
+    def to(self, device: torch.device | str) -> TaskBatch:
+        """The same batch on ``device``."""
+        return TaskBatch(
+            input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device),
+            targets=self.targets.to(device), example_mask=self.example_mask.to(device),
+            prefix=None if self.prefix is None else self.prefix.to(device), prefix_layer=self.prefix_layer,
+        )
 
     def examples_per_task(self) -> torch.Tensor:
         return self.example_mask.sum(1)
@@ -83,6 +97,7 @@ def concat_examples(first: TaskBatch, second: TaskBatch) -> TaskBatch:
     """
     require(first.num_tasks == second.num_tasks,
             f"cannot join batches of {first.num_tasks} and {second.num_tasks} tasks")
+    require(first.prefix is None and second.prefix is None, "concat_examples takes batches without a cached prefix")
     length = max(first.input_ids.shape[-1], second.input_ids.shape[-1])
 
     def widen(tokens: torch.Tensor) -> torch.Tensor:

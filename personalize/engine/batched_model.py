@@ -31,7 +31,9 @@ import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
 from personalize.encoder import Encoder
+from personalize.engine.batch import TaskBatch
 from personalize.engine.config import TARGET_PATHS, AdapterConfig, HeadConfig
+from personalize.errors import ConfigError
 
 Params = dict[str, torch.Tensor]
 
@@ -100,6 +102,15 @@ class BatchedLoRAModel:
             hidden = self._layer(index, hidden, keep, {}, training=False)
         hidden = hidden.reshape(len(unique_ids), length, self.hidden_size)
         return hidden[inverse].reshape(tasks, examples, length, self.hidden_size)
+
+    def prefix_of(self, batch: TaskBatch) -> torch.Tensor:
+        """The batch's frozen-prefix states: precomputed ones if it carries them, else computed now."""
+        if batch.prefix is None:
+            return self.frozen_prefix(batch.input_ids, batch.attention_mask)
+        if batch.prefix_layer != self.first_adapted:
+            raise ConfigError(f"the batch carries states entering layer {batch.prefix_layer}, but this model's "
+                              f"first adapted layer is {self.first_adapted}")
+        return batch.prefix
 
     def features(self, params: Params, prefix: torch.Tensor, attention_mask: torch.Tensor,
                  training: bool = False) -> torch.Tensor:

@@ -104,7 +104,7 @@ def adapt_by_gradient(
     for start in range(0, batch.num_tasks, chunk):
         part = batch.select(slice(start, start + chunk))
         with torch.enable_grad(), model.encoder.autocast():
-            prefix = model.frozen_prefix(part.input_ids, part.attention_mask)
+            prefix = model.prefix_of(part)
             begin = {name: value.detach().expand(part.num_tasks, *value.shape).clone().requires_grad_(True)
                      for name, value in init.items()}
             adapted = gradient_steps(model, begin, prefix, part, steps=steps, learning_rate=rates)

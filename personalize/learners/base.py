@@ -137,7 +137,7 @@ class MetaLearner(torch.nn.Module, ABC):
 
     def task_features(self, params: Params, batch: TaskBatch, training: bool = False) -> torch.Tensor:
         """Pooled features [T, N, H] of a batch under the given (per-task or shared) parameters."""
-        prefix = self.model.frozen_prefix(batch.input_ids, batch.attention_mask)
+        prefix = self.model.prefix_of(batch)
         return self.model.features(params, prefix, batch.attention_mask, training)
 
     def extra_repr(self) -> str:

@@ -71,8 +71,8 @@ class MAML(MetaLearner):
         # The fused attention kernels have no double backward; the math kernel is plain differentiable ops.
         attention = sdpa_kernel(SDPBackend.MATH) if second_order else contextlib.nullcontext()
         with self.encoder.autocast(), attention:
-            support_prefix = model.frozen_prefix(support.input_ids, support.attention_mask)
-            query_prefix = model.frozen_prefix(query.input_ids, query.attention_mask)
+            support_prefix = model.prefix_of(support)
+            query_prefix = model.prefix_of(query)
             adapted = gradient_steps(
                 model, expand_to_tasks(self.init_params(), support.num_tasks), support_prefix, support,
                 steps=self.config.inner_steps, learning_rate=self.inner_learning_rate(),
@@ -92,7 +92,7 @@ class MAML(MetaLearner):
     @torch.no_grad()
     def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
         with self.encoder.autocast():
-            prefix = self.model.frozen_prefix(inputs.input_ids, inputs.attention_mask)
+            prefix = self.model.prefix_of(inputs)
             return Prediction(self.model.forward(state, prefix, inputs.attention_mask).float())
 
 

@@ -150,6 +150,10 @@ class TextTaskPool:
         """The texts at the given row positions."""
         return self._texts.gather(rows).to_list()
 
+    def shares_texts_with(self, other: TextTaskPool) -> bool:
+        """Whether row numbers mean the same texts in both pools (one was restricted from the other)."""
+        return self._texts is other._texts
+
     def restrict(self, tasks: Iterable[Hashable]) -> TextTaskPool:
         """A pool over only ``tasks``, sharing this pool's text column (nothing is copied)."""
         tasks = list(tasks)
