@@ -191,3 +191,14 @@ def test_resuming_from_a_checkpoint_continues_exactly(encoder, suite, tmp_path) 
     assert [e["step"] for e in resumed.record["history"]] == [e["step"] for e in straight.record["history"]]
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_bayes_predictive_variance_shrinks_as_the_support_grows(encoder) -> None:
+    learner = create_learner("bayes", encoder, adapter=ADAPTER, head=HeadConfig(kind="regression"))
+    one, three = adapt_tasks(learner, [(["a fine film"], [4.0]), (["a fine film"] * 3, [4.0] * 3)])
+    mean_one, variance_one = one.predict_with_uncertainty(["a fine film", "something else"])
+    mean_three, variance_three = three.predict_with_uncertainty(["a fine film", "something else"])
+    assert variance_one is not None and variance_three is not None
+    assert (variance_three < variance_one).all() and (variance_three > 0).all()
+    # More evidence pulls the prediction at the rated text further toward its rating.
+    assert abs(mean_three[0] - 4.0) < abs(mean_one[0] - 4.0)

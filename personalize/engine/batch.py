@@ -55,9 +55,6 @@ class TaskBatch:
             prefix=None if self.prefix is None else self.prefix.to(device), prefix_layer=self.prefix_layer,
         )
 
-    def examples_per_task(self) -> torch.Tensor:
-        return self.example_mask.sum(1)
-
 
 def collate_tasks(
     encoder: Encoder,

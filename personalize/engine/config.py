@@ -13,7 +13,7 @@ personalize.errors.ConfigError: AdapterConfig.target_modules: unknown module 'ga
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from personalize.errors import ConfigError, require
@@ -102,11 +102,6 @@ class HeadConfig:
     @property
     def outputs(self) -> int:
         return self.num_classes if self.kind == "classification" else 1
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(config).items()}
 
 
 def config_from_dict(config_class: type, raw: dict[str, Any]) -> Any:

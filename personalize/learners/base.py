@@ -65,10 +65,6 @@ class Prediction:
     outputs: torch.Tensor
     variance: torch.Tensor | None = None
 
-    def probabilities(self) -> torch.Tensor:
-        """Class probabilities from the logits (classification only)."""
-        return torch.softmax(self.outputs.float(), dim=-1)
-
 
 class MetaLearner(torch.nn.Module, ABC):
     """Base class of every meta-learner. Subclasses set ``name``, ``family`` and ``config_class``."""
