@@ -54,6 +54,8 @@ class MetaFitConfig:
     """Tasks per outer step."""
     shots: tuple[int, ...] = ()
     """K values to draw from for each training episode; empty = the suite's own K values."""
+    train_query_per_class: int | None = None
+    """Queries per class in training episodes (classification); None = the suite's. Fewer is cheaper."""
     outer_lr: float = 1e-3
     """Peak AdamW learning rate of the meta-parameters."""
     weight_decay: float = 0.0
@@ -88,6 +90,8 @@ class MetaFitConfig:
         require(self.grad_clip >= 0, f"MetaFitConfig.grad_clip must be >= 0, got {self.grad_clip!r}")
         require(all(isinstance(k, int) and k >= 1 for k in self.shots),
                 f"MetaFitConfig.shots must be integers >= 1, got {self.shots!r}")
+        require(self.train_query_per_class is None or self.train_query_per_class >= 1,
+                f"MetaFitConfig.train_query_per_class must be None or >= 1, got {self.train_query_per_class!r}")
         require(self.time_budget_s is None or self.time_budget_s > 0,
                 f"MetaFitConfig.time_budget_s must be None or > 0, got {self.time_budget_s!r}")
 
@@ -145,7 +149,8 @@ def meta_fit(
             stopped_early = True
             break
         learner.train()
-        episodes = [suite.sample("train", shots=int(rng.choice(shots)), rng=rng)
+        query = {} if config.train_query_per_class is None else {"query_per_class": config.train_query_per_class}
+        episodes = [suite.sample("train", shots=int(rng.choice(shots)), rng=rng, **query)
                     for _ in range(config.meta_batch_size)]
         support, query = make_batches(learner.encoder, episodes)
         optimizer.zero_grad(set_to_none=True)

@@ -243,3 +243,10 @@ def test_shipped_suites_parse() -> None:
     assert specs["movielens-users"].min_ratings == 13 and specs["movielens-users"].max_ratings == 100
     with pytest.raises(SuiteError, match="shipped suites"):
         load_suite("no-such-suite")
+
+
+def test_training_episodes_can_use_a_smaller_query() -> None:
+    suite = TaskSuite(spec_from_dict(toy_spec()), frame=toy_frame())
+    episode = suite.sample("train", shots=1, rng=0, query_per_class=1)
+    assert len(episode.query_rows) == 2 and len(episode.support_rows) == 2
+    assert len(suite.sample("train", shots=1, rng=0).query_rows) == 4  # the suite's own 2 per class

@@ -116,8 +116,13 @@ class TaskSuite:
         tasks = [task] if task is not None else self._tasks_supplying(pool, shots)
         return [self._classification_episode(pool, tasks, shots, keyed_rng(seed, i)) for i in range(n or 100)]
 
-    def sample(self, split: str, *, shots: int, rng: Rng, split_seed: int | None = None) -> AnyEpisode:
-        """One random training episode from a random task of ``split``."""
+    def sample(self, split: str, *, shots: int, rng: Rng, split_seed: int | None = None,
+               query_per_class: int | None = None) -> AnyEpisode:
+        """One random training episode from a random task of ``split``.
+
+        ``query_per_class`` overrides the suite's query size for classification episodes (smaller
+        queries make meta-training steps cheaper); it does not apply to interaction suites.
+        """
         rng = as_rng(rng)
         pool = self.split_pool(split, split_seed)
         if isinstance(pool, InteractionPool):
@@ -125,7 +130,8 @@ class TaskSuite:
             assert isinstance(spec, InteractionSuiteSpec)
             user = pool.tasks[rng.integers(len(pool.tasks))]
             return pool.sample(user, shots=shots, query_size=spec.query_size, rng=rng)
-        return self._classification_episode(pool, self._tasks_supplying(pool, shots), shots, rng)
+        tasks = self._tasks_supplying(pool, shots, query_per_class)
+        return self._classification_episode(pool, tasks, shots, rng, query_per_class)
 
     def summary(self, split_seed: int | None = None) -> dict[str, Any]:
         """One row describing the suite: tasks and examples per split and the episode shape."""
@@ -143,10 +149,10 @@ class TaskSuite:
             row["episode"] = f"{self.spec.query_size} query ratings/user"
         return row
 
-    def _tasks_supplying(self, pool: TextTaskPool, shots: int) -> list[Hashable]:
+    def _tasks_supplying(self, pool: TextTaskPool, shots: int, queries: int | None = None) -> list[Hashable]:
         spec = self.spec
         assert isinstance(spec, ClassificationSuiteSpec)
-        needed = shots + spec.query_per_class
+        needed = shots + (spec.query_per_class if queries is None else queries)
         tasks = [task for task in pool.tasks
                  if sum(count >= needed for count in pool.class_counts(task).values()) >= spec.ways]
         if not tasks:
@@ -154,11 +160,12 @@ class TaskSuite:
         return tasks
 
     def _classification_episode(self, pool: TextTaskPool, tasks: list[Hashable], shots: int,
-                                rng: Any) -> Episode:
+                                rng: Any, queries: int | None = None) -> Episode:
         spec = self.spec
         assert isinstance(spec, ClassificationSuiteSpec)
         chosen = tasks[int(rng.integers(len(tasks)))]
-        return pool.sample(chosen, ways=spec.ways, shots=shots, query_per_class=spec.query_per_class, rng=rng)
+        query_per_class = spec.query_per_class if queries is None else queries
+        return pool.sample(chosen, ways=spec.ways, shots=shots, query_per_class=query_per_class, rng=rng)
 
 
 def _classification_pool(spec: ClassificationSuiteSpec, frame: Any) -> TextTaskPool:
