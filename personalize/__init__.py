@@ -31,6 +31,8 @@ _API = {
     "adapt_tasks": "personalize.task_model",
     "save_learner": "personalize.checkpoint",
     "load_learner": "personalize.checkpoint",
+    "load": "personalize.loading",
+    "SentimentClassifier": "personalize.sentiment",
 }
 
 

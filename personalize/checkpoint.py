@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from personalize.encoder import Encoder, load_encoder
 from personalize.errors import CheckpointError, EncoderError
-from personalize.files import staged_folder
+from personalize.files import read_json_document, staged_folder
 from personalize.learners import MetaLearner, learner_class
 
 FORMAT = "personalize-learner"
@@ -57,7 +57,7 @@ def encoder_fingerprint(encoder: Encoder) -> str:
 
 def encoder_record(encoder: Encoder) -> dict[str, Any]:
     """What a checkpoint stores about its encoder."""
-    return {**encoder.identity(), "fingerprint": encoder_fingerprint(encoder)}
+    return {**encoder.identity(), "fingerprint": encoder_fingerprint(encoder), "max_length": encoder.max_length}
 
 
 def check_encoder(encoder: Encoder, recorded: dict[str, Any], where: str) -> None:
@@ -92,24 +92,15 @@ def save_learner(learner: MetaLearner, path: str | Path, record: dict[str, Any] 
 
 def read_learner_document(path: str | Path) -> dict[str, Any]:
     """The parsed ``learner.json`` of a checkpoint folder, checked for format and version."""
-    config_file = Path(path) / CONFIG_FILE
-    if not config_file.is_file():
-        raise CheckpointError(f"{path} is not a learner checkpoint: {CONFIG_FILE} is missing")
-    try:
-        document = json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
-    if document.get("format") != FORMAT or document.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{config_file} is not a {FORMAT} v{FORMAT_VERSION} checkpoint")
-    return document
+    return read_json_document(path, CONFIG_FILE, FORMAT, FORMAT_VERSION, "learner checkpoint")
 
 
 def load_learner(path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> MetaLearner:
     """Rebuild a saved learner on ``encoder`` (default: the bundled encoder, if that is what it used)."""
     path = Path(path)
     document = read_learner_document(path)
-    if encoder is None:
-        encoder = load_encoder(device=device)
+    if encoder is None:  # the bundled encoder, truncating texts as it did in training
+        encoder = load_encoder(device=device, max_length=int(document["encoder"].get("max_length", 128)))
     check_encoder(encoder, document["encoder"], str(path))
     cls = learner_class(document["learner"])
     learner = cls(encoder, cls.config_class.from_dict(document["config"]))

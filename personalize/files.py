@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from personalize.errors import CheckpointError
 
 
 def sha256_file(path: str | Path) -> str:
@@ -54,3 +58,22 @@ def staged_folder(final: str | Path, *, complete_marker: str | None = None) -> I
                 raise
         finally:
             shutil.rmtree(discarded, ignore_errors=True)
+
+
+def read_json_document(folder: str | Path, file_name: str, expected_format: str, version: int,
+                       what: str) -> dict[str, Any]:
+    """The parsed JSON file ``file_name`` describing a saved ``what`` in ``folder``, checked for format and version.
+
+    Every failure is a CheckpointError naming the file: missing, not JSON, or another format.
+    """
+    config_file = Path(folder) / file_name
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder} is not a {what}: {file_name} is missing")
+    try:
+        document = json.loads(config_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
+    if not isinstance(document, dict) or document.get("format") != expected_format \
+            or document.get("format_version") != version:
+        raise CheckpointError(f"{config_file} is not a {expected_format} v{version} file")
+    return document

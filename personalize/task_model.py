@@ -31,8 +31,8 @@ from safetensors.torch import load_file
 from personalize.checkpoint import load_learner, save_learner, save_tensors
 from personalize.encoder import Encoder
 from personalize.engine.batch import collate_tasks
-from personalize.errors import CheckpointError, ConfigError, require
-from personalize.files import staged_folder
+from personalize.errors import ConfigError, require
+from personalize.files import read_json_document, staged_folder
 from personalize.learners import MetaLearner, TaskState
 from personalize.peft_export import export_peft
 
@@ -109,16 +109,11 @@ class TaskModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, encoder: Encoder | None = None) -> TaskModel:
+    def load(cls, path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> TaskModel:
         """Reload a saved task; ``encoder`` must be the one it was trained on (default: bundled)."""
         path = Path(path)
-        task_file = path / "task.json"
-        if not task_file.is_file():
-            raise CheckpointError(f"{path} is not a saved task: task.json is missing")
-        document = json.loads(task_file.read_text(encoding="utf-8"))
-        if document.get("format") != TASK_FORMAT:
-            raise CheckpointError(f"{task_file} is not a {TASK_FORMAT} file")
-        learner = load_learner(path / "learner", encoder=encoder)
+        document = read_json_document(path, "task.json", TASK_FORMAT, 1, "saved task")
+        learner = load_learner(path / "learner", encoder=encoder, device=device)
         state = load_file(str(path / "task_state.safetensors"), device=str(learner.encoder.device))
         classes = tuple(document["classes"]) if document["classes"] is not None else None
         return cls(learner, state, classes)
@@ -148,7 +143,7 @@ def adapt_tasks(
             task_classes.append(None)
             continue
         names = _class_names(task_labels, classes[index] if classes is not None else None, index)
-        require(len(names) <= learner.config.head.num_classes,
+        require(learner.any_number_of_classes or len(names) <= learner.config.head.num_classes,
                 f"task {index} has {len(names)} classes but the learner's head has "
                 f"{learner.config.head.num_classes}; meta-train with HeadConfig(num_classes={len(names)})")
         position = {name: i for i, name in enumerate(names)}
@@ -168,6 +163,9 @@ def _class_names(labels: Sequence[Any], given: Sequence[Hashable] | None, index:
         if not isinstance(label, (str, int, np.integer)) or isinstance(label, bool):
             raise ConfigError(f"task {index}: labels must be str or int, got {label!r}")
     present = {label.item() if isinstance(label, np.integer) else label for label in labels}
+    if len(present) == 1:
+        raise ConfigError(f"task {index}: only one class ({next(iter(present))!r}) among the labels; "
+                          "a classifier needs examples of at least two")
     if given is None:
         return tuple(sorted(present, key=lambda value: (isinstance(value, str), value)))
     missing = [name for name in given if name not in present]

@@ -151,6 +151,7 @@ LEARNER_FIELDS = {
     "reptile": {"inner_steps": 3, "inner_lr": 0.3},
     "protonet": {},
     "bayes": {},
+    "pooled": {"inner_steps": 3, "inner_lr": 0.3},
 }
 
 

@@ -2,7 +2,7 @@
 
 >>> from personalize.encoder import tiny_encoder
 >>> sorted(LEARNERS)
-['bayes', 'fomaml', 'maml', 'meta-sgd', 'protonet', 'reptile']
+['bayes', 'fomaml', 'maml', 'meta-sgd', 'pooled', 'protonet', 'reptile']
 >>> learner = create_learner("protonet", tiny_encoder(), distance="euclidean")
 >>> learner.family, learner.config.distance
 ('metric', 'euclidean')
@@ -18,11 +18,12 @@ from personalize.learners.base import LearnerConfig, MetaLearner, Prediction, Ta
 from personalize.learners.bayesian import BayesianConfig, BayesianHead
 from personalize.learners.maml import FOMAML, MAML, FOMAMLConfig, MAMLConfig
 from personalize.learners.meta_sgd import MetaSGD, MetaSGDConfig
+from personalize.learners.pooled import Pooled, PooledConfig
 from personalize.learners.protonet import ProtoNet, ProtoNetConfig
 from personalize.learners.reptile import Reptile, ReptileConfig
 
 LEARNERS: dict[str, type[MetaLearner]] = {
-    learner.name: learner for learner in (MAML, FOMAML, MetaSGD, Reptile, ProtoNet, BayesianHead)
+    learner.name: learner for learner in (MAML, FOMAML, MetaSGD, Reptile, ProtoNet, BayesianHead, Pooled)
 }
 
 
@@ -43,6 +44,6 @@ def create_learner(name: str, encoder: Encoder, config: LearnerConfig | None = N
 
 __all__ = [
     "FOMAML", "LEARNERS", "MAML", "BayesianConfig", "BayesianHead", "FOMAMLConfig", "LearnerConfig", "MAMLConfig",
-    "MetaLearner", "MetaSGD", "MetaSGDConfig", "Prediction", "ProtoNet", "ProtoNetConfig", "Reptile",
-    "ReptileConfig", "TaskState", "create_learner", "learner_class",
+    "MetaLearner", "MetaSGD", "MetaSGDConfig", "Pooled", "PooledConfig", "Prediction", "ProtoNet", "ProtoNetConfig",
+    "Reptile", "ReptileConfig", "TaskState", "create_learner", "learner_class",
 ]

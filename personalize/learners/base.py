@@ -72,6 +72,8 @@ class MetaLearner(torch.nn.Module, ABC):
     name: ClassVar[str]
     family: ClassVar[str]  # "optimization", "metric" or "model"
     config_class: ClassVar[type[LearnerConfig]] = LearnerConfig
+    any_number_of_classes: ClassVar[bool] = False
+    """Whether a task may have more classes than ``config.head.num_classes`` (no fixed-size head)."""
 
     def __init__(self, encoder: Encoder, config: LearnerConfig | None = None) -> None:
         super().__init__()

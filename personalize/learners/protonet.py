@@ -62,6 +62,7 @@ class ProtoNet(MetaLearner):
 
     name = "protonet"
     family = "metric"
+    any_number_of_classes = True
     config_class = ProtoNetConfig
     config: ProtoNetConfig
 
@@ -90,7 +91,9 @@ class ProtoNet(MetaLearner):
 
     def prototypes(self, features: torch.Tensor, support: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Class means [T, C, H] of the support features and the support count of each class [T, C]."""
-        members = F.one_hot(support.targets, self.config.head.num_classes).float() * support.example_mask[..., None]
+        # Any number of classes: the head's count is a minimum, a task may bring more.
+        num_classes = max(self.config.head.num_classes, int(support.targets.max()) + 1)
+        members = F.one_hot(support.targets, num_classes).float() * support.example_mask[..., None]
         counts = members.sum(1)
         return members.transpose(1, 2) @ features / counts.clamp_min(1)[..., None], counts
 

@@ -1,0 +1,70 @@
+"""``personalize.load``: open a shipped model by name, or anything the project saved, by path.
+
+Shipped models live in the package's ``pretrained/`` folder (meta-learned by the scripts in
+``scripts/``; small enough to ship). A path is recognised by the file that describes it:
+
+- ``classifier.json``: a :class:`~personalize.sentiment.SentimentClassifier`;
+- ``task.json``: one adapted :class:`~personalize.task_model.TaskModel`;
+- ``learner.json``: a bare meta-learner checkpoint.
+
+>>> sorted(SHIPPED)
+['sentiment', 'sentiment-pooled']
+>>> load("no-such-model")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+personalize.errors.CheckpointError: no-such-model is neither a shipped model (sentiment, sentiment-pooled) nor ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from personalize.encoder import Encoder
+from personalize.errors import CheckpointError
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+# Shipped model name -> its folder inside the package. "sentiment-pooled" is the pooled-transfer
+# baseline of the sentiment benchmark (the same adapters trained without episodes), kept for comparison.
+SHIPPED: dict[str, Path] = {"sentiment": PRETRAINED_DIR / "sentiment",
+                            "sentiment-pooled": PRETRAINED_DIR / "sentiment-pooled"}
+
+
+def shipped_path(name: str) -> Path:
+    """The folder of shipped model ``name``; CheckpointError if this install lacks it."""
+    path = SHIPPED[name]
+    if not path.is_dir():
+        raise CheckpointError(f"the shipped model {name!r} is missing from this install ({path}); "
+                              "reinstall personalize, or train one with scripts/meta_train.py and load its folder")
+    return path
+
+
+def load(name_or_path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> Any:
+    """Load a shipped model by name, or a saved classifier, task model or learner by folder.
+
+    ``encoder`` must be the encoder the model was trained on (default: the bundled MiniLM).
+    """
+    if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+        path = shipped_path(name_or_path)
+    else:
+        path = Path(name_or_path)
+        if not path.is_dir():
+            raise CheckpointError(f"{name_or_path} is neither a shipped model ({', '.join(sorted(SHIPPED))}) "
+                                  "nor a folder saved by personalize")
+    if (path / "classifier.json").is_file():
+        from personalize.sentiment import SentimentClassifier
+
+        return SentimentClassifier.load(path, encoder=encoder, device=device)
+    if (path / "task.json").is_file():
+        from personalize.task_model import TaskModel
+
+        return TaskModel.load(path, encoder=encoder, device=device)
+    if (path / "learner.json").is_file():
+        from personalize.checkpoint import load_learner
+
+        return load_learner(path, encoder=encoder, device=device)
+    raise CheckpointError(f"{path} holds no classifier.json, task.json or learner.json: not saved by personalize")
+
+
+__all__ = ["SHIPPED", "load", "shipped_path"]

@@ -1,0 +1,233 @@
+"""Few-shot text classification from a meta-learned initialization: the sentiment showcase's API.
+
+A :class:`SentimentClassifier` wraps a meta-learner trained across sentiment domains (see
+``scripts/meta_train.py``) and the label names it was trained with. ``adapt(texts, labels)`` fits a
+new domain from a few labelled texts and returns a :class:`~personalize.task_model.TaskModel` that
+predicts in the caller's own label space; ``adapt_many`` fits many domains in one batched call;
+``zero_shot()`` is the model transferred as it is, with no example from the new domain.
+
+Tasks are not limited to the two classes of training: a metric learner (prototypes) adapts to any
+number of classes and to unbalanced support sets.
+
+>>> from personalize.encoder import tiny_encoder
+>>> from personalize.learners import create_learner
+>>> learner = create_learner("protonet", tiny_encoder())
+>>> classifier = SentimentClassifier.build(learner, ["bad", "good"], [0, 1])
+>>> model = classifier.adapt(["love it", "hate it", "adore it"], ["yes", "no", "yes"])
+>>> model.classes
+('no', 'yes')
+>>> model.predict(["love it"])
+['yes']
+>>> classifier.adapt(["love it", "adore it"], ["yes", "yes"])  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+personalize.errors.ConfigError: task 0: only one class ('yes') among the labels; a classifier needs ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from personalize.checkpoint import load_learner, save_learner, save_tensors
+from personalize.encoder import Encoder, load_encoder
+from personalize.engine.batch import collate_tasks
+from personalize.errors import CheckpointError, ConfigError, require
+from personalize.files import read_json_document, staged_folder
+from personalize.learners import MetaLearner, TaskState
+from personalize.task_model import TaskModel, adapt_tasks
+
+FORMAT = "personalize-text-classifier"
+FORMAT_VERSION = 1
+CONFIG_FILE = "classifier.json"
+ZERO_SHOT_FILE = "zero_shot_state.safetensors"
+DEFAULT_LABELS = ("negative", "positive")
+
+
+class SentimentClassifier:
+    """A meta-learned initialization for few-shot text classification, ready to adapt.
+
+    Args:
+        learner: the meta-trained learner.
+        zero_shot_state: the task state used without any example of the new domain.
+        labels: names of the classes the zero-shot model predicts, in class-id order.
+        record: how it was trained (command, seed, wall time, device, history).
+        prior_strength: for prototype learners, how many support examples the zero-shot prototype of
+            a class counts as when a task's class bears one of ``labels``' names (0 = support only).
+            A few examples then refine the transferred classifier instead of replacing it; see
+            :func:`tune_prior_strength`.
+    """
+
+    def __init__(self, learner: MetaLearner, zero_shot_state: TaskState, labels: Sequence[Hashable] = DEFAULT_LABELS,
+                 record: dict[str, Any] | None = None, prior_strength: float = 0.0) -> None:
+        require(learner.kind == "classification", "a SentimentClassifier needs a classification learner")
+        require(prior_strength >= 0, f"prior_strength must be >= 0, got {prior_strength!r}")
+        self.learner = learner
+        self.zero_shot_state = zero_shot_state
+        self.labels = tuple(labels)
+        self.record = record or {}
+        self.prior_strength = float(prior_strength)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.learner.encoder
+
+    def __repr__(self) -> str:
+        return (f"SentimentClassifier(learner={self.learner.name!r}, labels={self.labels!r}, "
+                f"encoder={self.encoder.name!r})")
+
+    # --- building ------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, learner: MetaLearner, reference_texts: Sequence[str], reference_labels: Sequence[int],
+              labels: Sequence[Hashable] = DEFAULT_LABELS, record: dict[str, Any] | None = None) -> SentimentClassifier:
+        """Wrap a trained learner; its zero-shot state comes from labelled meta-train ``reference_*`` examples.
+
+        Optimization learners (and pooled transfer) predict zero-shot with their learned head as it is; metric and
+        model-based learners need examples to predict at all, and use the reference examples
+        (class ids ``0..len(labels)-1``) as their support.
+        """
+        learner.eval()
+        if learner.family in ("optimization", "transfer"):
+            state = {name: value.detach()[None].clone() for name, value in learner.init_params().items()}
+        else:
+            require(len(reference_texts) == len(reference_labels) and len(reference_texts) > 0,
+                    "build needs as many reference labels as reference texts, and at least one of each")
+            batch = collate_tasks(learner.encoder, [list(reference_texts)], [list(reference_labels)],
+                                  kind="classification")
+            state = {name: value.detach().clone() for name, value in learner.adapt(batch).items()}
+        return cls(learner, state, labels, record)
+
+    # --- adapting ------------------------------------------------------------------------------------
+
+    def adapt(self, texts: Sequence[str], labels: Sequence[Hashable],
+              classes: Sequence[Hashable] | None = None) -> TaskModel:
+        """Fit one new domain from labelled texts (K = 1 to hundreds per class, balanced or not).
+
+        ``labels`` are str or int in any label space; the returned model predicts in it. ``classes``
+        fixes the class order (every class then needs at least one example).
+        """
+        return self.adapt_many([(texts, labels)], None if classes is None else [classes])[0]
+
+    def adapt_many(self, tasks: Sequence[tuple[Sequence[str], Sequence[Hashable]]],
+                   classes: Sequence[Sequence[Hashable]] | None = None,
+                   prior_strength: float | None = None) -> list[TaskModel]:
+        """Fit many domains in one batched call; ``tasks`` is a list of (texts, labels).
+
+        ``prior_strength`` overrides the classifier's own (see the class docstring) for this call.
+        """
+        require(not isinstance(tasks, tuple) or len(tasks) != 2 or not isinstance(tasks[0], str),
+                "adapt_many takes a list of (texts, labels) pairs; for one task use adapt(texts, labels)")
+        for index, (_, labels) in enumerate(tasks):
+            if isinstance(labels, (str, bytes)):
+                raise ConfigError(f"task {index}: labels must be a list, got a single string")
+        strength = self.prior_strength if prior_strength is None else prior_strength
+        require(strength >= 0, f"prior_strength must be >= 0, got {strength!r}")
+        models = adapt_tasks(self.learner, tasks, classes)
+        if strength > 0 and "prototypes" in self.zero_shot_state:
+            for model in models:
+                model.state = self._shrunk_toward_prior(model, strength)
+        return models
+
+    def _shrunk_toward_prior(self, model: TaskModel, strength: float) -> TaskState:
+        """Each prototype of a class named like a zero-shot class, averaged with it at weight ``strength``."""
+        prototypes, counts = model.state["prototypes"].clone(), model.state["class_counts"]
+        prior = self.zero_shot_state["prototypes"].to(prototypes.device)
+        for index, name in enumerate(model.classes or ()):
+            if name in self.labels:
+                count = counts[0, index]
+                prior_prototype = prior[0, self.labels.index(name)]
+                prototypes[0, index] = (count * prototypes[0, index] + strength * prior_prototype) / (count + strength)
+        return {**model.state, "prototypes": prototypes}
+
+    def zero_shot(self) -> TaskModel:
+        """The model transferred with no example of the new domain; predicts ``labels``."""
+        return TaskModel(self.learner, {k: v.clone() for k, v in self.zero_shot_state.items()}, self.labels)
+
+    # --- saving and loading ----------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the classifier to folder ``path`` atomically: learner checkpoint, zero-shot state, JSON."""
+        path = Path(path)
+        with staged_folder(path) as staging:
+            save_learner(self.learner, staging / "learner", {})
+            save_tensors(staging / ZERO_SHOT_FILE, self.zero_shot_state)
+            document = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(self.labels),
+                        "max_length": self.encoder.max_length, "prior_strength": self.prior_strength,
+                        "record": self.record}
+            (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> SentimentClassifier:
+        """Reload a saved classifier (default encoder: the bundled one, at the recorded max_length)."""
+        path = Path(path)
+        document = read_classifier_document(path)
+        if encoder is None:
+            encoder = load_encoder(device=device, max_length=int(document["max_length"]))
+        learner = load_learner(path / "learner", encoder=encoder)
+        if not (path / ZERO_SHOT_FILE).is_file():
+            raise CheckpointError(f"classifier {path} lacks {ZERO_SHOT_FILE}")
+        state = load_file(str(path / ZERO_SHOT_FILE), device=str(encoder.device))
+        return cls(learner, state, document["labels"], document.get("record", {}),
+                   prior_strength=float(document.get("prior_strength", 0.0)))
+
+
+def read_classifier_document(path: str | Path) -> dict[str, Any]:
+    """The parsed ``classifier.json`` of a classifier folder, checked for format and version."""
+    return read_json_document(path, CONFIG_FILE, FORMAT, FORMAT_VERSION, "text classifier")
+
+
+def tune_prior_strength(classifier: SentimentClassifier, suite: Any, *, shots: Sequence[int] = (2, 8),
+                        episodes: int = 32, grid: Sequence[float] = (0, 1, 2, 4, 8, 16, 32, 64),
+                        seed: int = 0) -> dict[str, float]:
+    """Query accuracy on ``suite``'s meta-validation episodes for each prior strength in ``grid``.
+
+    Support and query texts are embedded once per episode; only the prototype averaging varies.
+    Returns {strength: {"mean": accuracy over every K and episode, "se": its standard error}}.
+    Needs a prototype learner.
+    """
+    require("prototypes" in classifier.zero_shot_state, "prior strength applies to prototype learners only")
+    learner = classifier.learner
+    scores: dict[str, list[float]] = {str(strength): [] for strength in grid}
+    for k in shots:
+        for episode in suite.episodes("val", shots=k, n=episodes, seed=seed + 20_000):
+            names = [classifier.labels[int(label)] for label in episode.support_labels]
+            [adapted] = classifier.adapt_many([(episode.support_texts, names)], [classifier.labels], prior_strength=0)
+            queries = collate_tasks(learner.encoder, [episode.query_texts], [list(episode.query_labels)],
+                                    kind="classification")
+            with torch.inference_mode(), learner.encoder.autocast():
+                features = learner.embed(queries)
+            for strength in grid:
+                state = classifier._shrunk_toward_prior(adapted, strength) if strength > 0 else adapted.state
+                with torch.inference_mode():
+                    logits = learner.logits(features, state["prototypes"], state["class_counts"])
+                correct = logits[0].argmax(-1).cpu().numpy() == episode.query_labels
+                scores[str(strength)].append(float(correct.mean()))
+    return {strength: {"mean": float(np.mean(values)), "se": float(np.std(values, ddof=1) / np.sqrt(len(values)))}
+            for strength, values in scores.items()}
+
+
+def reference_examples(suite: Any, per_class: int = 256, seed: int = 0) -> tuple[list[str], list[int]]:
+    """About ``per_class`` labelled meta-train examples of each class, drawn across the train tasks.
+
+    They give metric and model-based learners a zero-shot support set; only meta-train tasks are read.
+    """
+    rng = np.random.default_rng(seed)
+    shots = min(16, per_class)
+    texts: list[str] = []
+    labels: list[int] = []
+    while len(texts) < per_class * suite.spec.ways:
+        episode = suite.sample("train", shots=shots, rng=rng, query_per_class=0)
+        texts += episode.support_texts
+        labels += [int(label) for label in episode.support_labels]
+    return texts, labels
+
+
+__all__ = ["SentimentClassifier", "read_classifier_document", "reference_examples", "tune_prior_strength"]

@@ -1,0 +1,197 @@
+"""The few-shot text classification API (``pz.load`` -> ``adapt`` -> ``TaskModel``) on a tiny encoder.
+
+A prototypical learner meta-trained for a few seconds on the synthetic polarity suite stands in for
+the shipped sentiment model: its held-out tasks are decided by cue words, so adapted models must
+classify them well above chance, in the caller's own label space.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import personalize as pz
+from personalize.encoder import tiny_encoder
+from personalize.engine.config import AdapterConfig
+from personalize.errors import CheckpointError, ConfigError
+from personalize.learners import create_learner
+from personalize.meta_fit import MetaFitConfig, meta_fit
+from personalize.sentiment import SentimentClassifier, reference_examples
+from personalize.tasks.synthetic import NEGATIVE_CUES, POSITIVE_CUES, synthetic_suite
+
+ADAPTER = AdapterConfig(rank=4, target_modules=("query", "value", "output"))
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return synthetic_suite(num_tasks=40, examples_per_class=20, seed=0)
+
+
+@pytest.fixture(scope="module")
+def classifier(suite) -> SentimentClassifier:
+    learner = meta_fit(create_learner("protonet", tiny_encoder(seed=0), adapter=ADAPTER), suite,
+                       MetaFitConfig(steps=80, shots=(4,), outer_lr=1e-2, warmup_steps=5, val_every=40,
+                                     val_episodes=8, progress=False))
+    texts, labels = reference_examples(suite, per_class=16, seed=0)
+    return SentimentClassifier.build(learner, texts, labels, labels=("a", "b"), record={"seed": 0})
+
+
+@pytest.fixture(scope="module")
+def episodes(suite):
+    return suite.episodes("test", shots=4, n=12, seed=3)
+
+
+def named(labels, names=("negative", "positive")) -> list[str]:
+    return [names[int(label)] for label in labels]
+
+
+def accuracy(predicted, expected) -> float:
+    return float(np.mean([p == e for p, e in zip(predicted, expected)]))
+
+
+def test_adapt_predicts_in_the_callers_label_space_well_above_chance(classifier, episodes) -> None:
+    scores = []
+    for episode in episodes:
+        model = classifier.adapt(episode.support_texts, named(episode.support_labels))
+        assert model.classes == ("negative", "positive")
+        predicted = model.predict(episode.query_texts)
+        assert set(predicted) <= {"negative", "positive"}
+        scores.append(accuracy(predicted, named(episode.query_labels)))
+    assert np.mean(scores) > 0.8, scores
+
+
+def test_predict_proba_is_a_distribution_in_class_order(classifier, episodes) -> None:
+    episode = episodes[0]
+    model = classifier.adapt(episode.support_texts, [int(label) * 10 for label in episode.support_labels])
+    probabilities = model.predict_proba(episode.query_texts)
+    assert isinstance(probabilities, np.ndarray)
+    assert probabilities.shape == (len(episode.query_texts), 2)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
+    assert model.classes == (0, 10)
+    assert model.predict(episode.query_texts) == [model.classes[i] for i in probabilities.argmax(1)]
+
+
+def test_one_example_per_class_is_enough(classifier) -> None:
+    model = classifier.adapt(["topic1 good item", "topic1 awful item"], ["pos", "neg"])
+    assert model.predict(["topic1 good item", "topic1 awful item"]) == ["pos", "neg"]
+
+
+def test_unbalanced_support_and_more_classes_than_training(classifier) -> None:
+    texts = [f"topic5 {cue} one" for cue in POSITIVE_CUES[:6]] + ["topic5 bad one"]
+    model = classifier.adapt(texts, ["up"] * 6 + ["down"])
+    assert model.predict([f"topic5 {cue} it" for cue in NEGATIVE_CUES[1:4]]).count("down") >= 2
+
+    # Each class repeats one text, so its prototype is that text's embedding: the text must come back to it.
+    three = ["topic1 good item", "topic1 bad item", "topic1 item size"]
+    model = classifier.adapt([text for text in three for _ in range(2)], ["pos"] * 2 + ["neg"] * 2 + ["neutral"] * 2)
+    assert model.classes == ("neg", "neutral", "pos")
+    assert model.predict_proba(["nice"]).shape == (1, 3)
+    assert model.predict(three) == ["pos", "neg", "neutral"]
+
+
+def test_adapt_many_equals_adapting_one_by_one(classifier, episodes) -> None:
+    tasks = [(episode.support_texts, named(episode.support_labels)) for episode in episodes[:5]]
+    together = classifier.adapt_many(tasks)
+    for episode, (texts, labels), model in zip(episodes, tasks, together):
+        alone = classifier.adapt(texts, labels)
+        np.testing.assert_allclose(model.predict_proba(episode.query_texts),
+                                   alone.predict_proba(episode.query_texts), atol=1e-5)
+
+
+def test_saved_task_reloads_through_pz_load_with_identical_predictions(classifier, episodes, tmp_path) -> None:
+    episode = episodes[1]
+    model = classifier.adapt(episode.support_texts, named(episode.support_labels))
+    model.save(tmp_path / "task")
+    reloaded = pz.load(tmp_path / "task", encoder=tiny_encoder(seed=0))
+    assert reloaded.predict(episode.query_texts) == model.predict(episode.query_texts)
+    assert (reloaded.predict_proba(episode.query_texts) == model.predict_proba(episode.query_texts)).all()
+    folder = model.to_peft(tmp_path / "peft")
+    assert json.loads((folder / "adapter_config.json").read_text())["r"] == ADAPTER.rank
+
+
+def test_classifier_save_load_keeps_zero_shot_and_adaptation(classifier, episodes, tmp_path) -> None:
+    classifier.save(tmp_path / "clf")
+    reloaded = pz.load(str(tmp_path / "clf"), encoder=tiny_encoder(seed=0))
+    assert isinstance(reloaded, SentimentClassifier)
+    assert reloaded.labels == ("a", "b") and reloaded.record == {"seed": 0}
+    texts = episodes[2].query_texts
+    assert (reloaded.zero_shot().predict_proba(texts) == classifier.zero_shot().predict_proba(texts)).all()
+    episode = episodes[2]
+    assert (reloaded.adapt(episode.support_texts, list(episode.support_labels)).predict_proba(texts)
+            == classifier.adapt(episode.support_texts, list(episode.support_labels)).predict_proba(texts)).all()
+
+
+def test_zero_shot_of_an_optimization_learner_is_its_meta_learned_head() -> None:
+    learner = create_learner("fomaml", tiny_encoder(seed=0), adapter=ADAPTER)
+    classifier = SentimentClassifier.build(learner, [], [])
+    model = classifier.zero_shot()
+    assert model.classes == ("negative", "positive")
+    assert set(model.predict(["good", "bad"])) <= {"negative", "positive"}
+    assert all(value.shape[0] == 1 for value in model.state.values())
+
+
+@pytest.mark.parametrize(("texts", "labels", "message"), [
+    ([], [], "no texts given"),
+    (["good", 3], ["a", "b"], "text 1 is int, not str"),
+    (["good", "   "], ["a", "b"], "text 1 is empty"),
+    (["good", "bad"], ["a"], "2 texts but 1 labels"),
+    (["good", "bad"], ["a", "a"], "only one class"),
+    (["good", "bad"], ["a", 1.5], "labels must be str or int"),
+    (["good", "bad"], "ab", "labels must be a list"),
+])
+def test_bad_input_is_refused_with_a_clear_message(classifier, texts, labels, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        classifier.adapt(texts, labels)
+
+
+def test_a_class_without_examples_is_refused(classifier) -> None:
+    with pytest.raises(ConfigError, match=r"class\(es\) \['maybe'\] have no example"):
+        classifier.adapt(["good", "bad"], ["yes", "no"], classes=["yes", "no", "maybe"])
+
+
+def test_predicting_bad_texts_is_refused(classifier) -> None:
+    model = classifier.adapt(["good", "bad"], ["yes", "no"])
+    with pytest.raises(ConfigError, match="text 0 is NoneType"):
+        model.predict([None])
+
+
+def test_load_names_what_it_cannot_open(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="neither a shipped model"):
+        pz.load("no-such-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not saved by personalize"):
+        pz.load(tmp_path / "empty")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "classifier.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        pz.load(tmp_path / "broken")
+
+
+def test_prior_strength_moves_prototypes_toward_the_zero_shot_ones_only_for_its_labels(classifier, episodes) -> None:
+    episode = episodes[4]
+    named_like_prior = [("a", "b")[int(label)] for label in episode.support_labels]
+    plain = classifier.adapt_many([(episode.support_texts, named_like_prior)], prior_strength=0)[0]
+    huge = classifier.adapt_many([(episode.support_texts, named_like_prior)], prior_strength=1e9)[0]
+    some = classifier.adapt_many([(episode.support_texts, named_like_prior)], prior_strength=4)[0]
+    prior = classifier.zero_shot_state["prototypes"]
+    np.testing.assert_allclose(huge.state["prototypes"].numpy(), prior.numpy(), atol=1e-5)
+    counts = plain.state["class_counts"][0, :, None]
+    expected = (counts * plain.state["prototypes"][0] + 4 * prior[0]) / (counts + 4)
+    np.testing.assert_allclose(some.state["prototypes"][0].numpy(), expected.numpy(), atol=1e-6)
+    other_names = classifier.adapt_many([(episode.support_texts, named(episode.support_labels))], prior_strength=1e9)
+    np.testing.assert_allclose(other_names[0].state["prototypes"].numpy(), plain.state["prototypes"].numpy())
+
+
+def test_prior_strength_is_saved_and_tuned_on_validation_episodes(classifier, suite, tmp_path) -> None:
+    from personalize.sentiment import tune_prior_strength
+
+    scores = tune_prior_strength(classifier, suite, shots=(2,), episodes=4, grid=(0, 4, 1e6))
+    assert set(scores) == {"0", "4", "1000000.0"}
+    assert all(0 <= score["mean"] <= 1 and score["se"] >= 0 for score in scores.values())
+    tuned = SentimentClassifier(classifier.learner, classifier.zero_shot_state, classifier.labels, prior_strength=4)
+    reloaded = pz.load(tuned.save(tmp_path / "clf"), encoder=tiny_encoder(seed=0))
+    assert reloaded.prior_strength == 4.0
+    with pytest.raises(ConfigError, match="prior_strength must be >= 0"):
+        SentimentClassifier(classifier.learner, classifier.zero_shot_state, prior_strength=-1)
