@@ -175,13 +175,13 @@ def sentiment_demo(shots: int = 8, episodes: int = 5) -> None:
                              ("clothing-sentiment", "Skirts")):
         before, after, seconds = [], [], []
         for episode in load_suite(suite_name).episodes("test", shots=shots, n=episodes, seed=0, task=task):
-            labels = [int(label) for label in episode.support_labels]
+            names = [classifier.labels[int(label)] for label in episode.support_labels]  # so the prior applies
             started = time.perf_counter()
-            model = classifier.adapt(episode.support_texts, labels, classes=(0, 1))
+            model = classifier.adapt(episode.support_texts, names)
             seconds.append(time.perf_counter() - started)
-            after.append(np.mean(np.asarray(model.predict(episode.query_texts)) == episode.query_labels))
-            guessed = [classifier.labels.index(label) for label in zero_shot.predict(episode.query_texts)]
-            before.append(np.mean(np.asarray(guessed) == episode.query_labels))
+            for scores, predictor in ((after, model), (before, zero_shot)):
+                guessed = [classifier.labels.index(label) for label in predictor.predict(episode.query_texts)]
+                scores.append(np.mean(np.asarray(guessed) == episode.query_labels))
         rows.append({"domain": task, "zero-shot accuracy": f"{np.mean(before):.3f}",
                      f"adapted ({shots}-shot) accuracy": f"{np.mean(after):.3f}",
                      "median adapt time": f"{statistics.median(seconds) * 1000:.0f} ms"})
