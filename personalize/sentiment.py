@@ -122,7 +122,8 @@ class SentimentClassifier:
 
         ``prior_strength`` overrides the classifier's own (see the class docstring) for this call.
         """
-        require(not isinstance(tasks, tuple) or len(tasks) != 2 or not isinstance(tasks[0], str),
+        first = tasks[0] if len(tasks) else ()
+        require(not (len(first) and isinstance(first[0], str)),  # adapt_many(texts, labels) or ((texts, labels))
                 "adapt_many takes a list of (texts, labels) pairs; for one task use adapt(texts, labels)")
         for index, (_, labels) in enumerate(tasks):
             if isinstance(labels, (str, bytes)):

@@ -146,6 +146,11 @@ def test_bad_input_is_refused_with_a_clear_message(classifier, texts, labels, me
         classifier.adapt(texts, labels)
 
 
+def test_adapt_many_refuses_a_single_task_passed_bare(classifier) -> None:
+    with pytest.raises(ConfigError, match="list of \\(texts, labels\\) pairs"):
+        classifier.adapt_many((["good", "bad"], ["yes", "no"]))
+
+
 def test_a_class_without_examples_is_refused(classifier) -> None:
     with pytest.raises(ConfigError, match=r"class\(es\) \['maybe'\] have no example"):
         classifier.adapt(["good", "bad"], ["yes", "no"], classes=["yes", "no", "maybe"])
