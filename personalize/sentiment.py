@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load_file
 
 from personalize.checkpoint import load_learner, save_learner, save_tensors
-from personalize.encoder import Encoder, load_encoder
+from personalize.encoder import Encoder
 from personalize.engine.batch import collate_tasks
 from personalize.errors import CheckpointError, ConfigError, require
 from personalize.files import read_json_document, staged_folder
@@ -160,22 +160,19 @@ class SentimentClassifier:
             save_learner(self.learner, staging / "learner", {})
             save_tensors(staging / ZERO_SHOT_FILE, self.zero_shot_state)
             document = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(self.labels),
-                        "max_length": self.encoder.max_length, "prior_strength": self.prior_strength,
-                        "record": self.record}
+                        "prior_strength": self.prior_strength, "record": self.record}
             (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> SentimentClassifier:
-        """Reload a saved classifier (default encoder: the bundled one, at the recorded max_length)."""
+        """Reload a saved classifier (default encoder: the bundled one, at the max_length its learner recorded)."""
         path = Path(path)
         document = read_classifier_document(path)
-        if encoder is None:
-            encoder = load_encoder(device=device, max_length=int(document["max_length"]))
-        learner = load_learner(path / "learner", encoder=encoder)
+        learner = load_learner(path / "learner", encoder=encoder, device=device)
         if not (path / ZERO_SHOT_FILE).is_file():
             raise CheckpointError(f"classifier {path} lacks {ZERO_SHOT_FILE}")
-        state = load_file(str(path / ZERO_SHOT_FILE), device=str(encoder.device))
+        state = load_file(str(path / ZERO_SHOT_FILE), device=str(learner.encoder.device))
         return cls(learner, state, document["labels"], document.get("record", {}),
                    prior_strength=float(document.get("prior_strength", 0.0)))
 
@@ -187,7 +184,7 @@ def read_classifier_document(path: str | Path) -> dict[str, Any]:
 
 def tune_prior_strength(classifier: SentimentClassifier, suite: Any, *, shots: Sequence[int] = (2, 8),
                         episodes: int = 32, grid: Sequence[float] = (0, 1, 2, 4, 8, 16, 32, 64),
-                        seed: int = 0) -> dict[str, float]:
+                        seed: int = 0) -> dict[str, dict[str, float]]:
     """Query accuracy on ``suite``'s meta-validation episodes for each prior strength in ``grid``.
 
     Support and query texts are embedded once per episode; only the prototype averaging varies.
