@@ -33,6 +33,9 @@ _API = {
     "load_learner": "personalize.checkpoint",
     "load": "personalize.loading",
     "SentimentClassifier": "personalize.sentiment",
+    "Recommender": "personalize.recommend",
+    "RecommenderConfig": "personalize.recommend",
+    "Columns": "personalize.recommend",
 }
 
 

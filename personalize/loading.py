@@ -4,15 +4,16 @@ Shipped models live in the package's ``pretrained/`` folder (meta-learned by the
 ``scripts/``; small enough to ship). A path is recognised by the file that describes it:
 
 - ``classifier.json``: a :class:`~personalize.sentiment.SentimentClassifier`;
+- ``recommender.json``: a :class:`~personalize.recommend.Recommender`;
 - ``task.json``: one adapted :class:`~personalize.task_model.TaskModel`;
 - ``learner.json``: a bare meta-learner checkpoint.
 
 >>> sorted(SHIPPED)
-['sentiment', 'sentiment-pooled']
+['movielens', 'sentiment', 'sentiment-pooled']
 >>> load("no-such-model")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-personalize.errors.CheckpointError: no-such-model is neither a shipped model (sentiment, sentiment-pooled) nor ...
+personalize.errors.CheckpointError: no-such-model is neither a shipped model (movielens, sentiment, ...
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 # Shipped model name -> its folder inside the package. "sentiment-pooled" is the pooled-transfer
 # baseline of the sentiment benchmark (the same adapters trained without episodes), kept for comparison.
-SHIPPED: dict[str, Path] = {"sentiment": PRETRAINED_DIR / "sentiment",
+SHIPPED: dict[str, Path] = {"movielens": PRETRAINED_DIR / "movielens",
+                            "sentiment": PRETRAINED_DIR / "sentiment",
                             "sentiment-pooled": PRETRAINED_DIR / "sentiment-pooled"}
 
 
@@ -52,6 +54,10 @@ def load(name_or_path: str | Path, encoder: Encoder | None = None, device: str =
         if not path.is_dir():
             raise CheckpointError(f"{name_or_path} is neither a shipped model ({', '.join(sorted(SHIPPED))}) "
                                   "nor a folder saved by personalize")
+    if (path / "recommender.json").is_file():
+        from personalize.recommend import Recommender
+
+        return Recommender.load(path, encoder=encoder)
     if (path / "classifier.json").is_file():
         from personalize.sentiment import SentimentClassifier
 
@@ -64,7 +70,8 @@ def load(name_or_path: str | Path, encoder: Encoder | None = None, device: str =
         from personalize.checkpoint import load_learner
 
         return load_learner(path, encoder=encoder, device=device)
-    raise CheckpointError(f"{path} holds no classifier.json, task.json or learner.json: not saved by personalize")
+    raise CheckpointError(f"{path} holds no recommender.json, classifier.json, task.json or learner.json: "
+                          "not saved by personalize")
 
 
 __all__ = ["SHIPPED", "load", "shipped_path"]

@@ -1,0 +1,14 @@
+"""Per-user recommendation: meta-learned cold-start rating prediction over item text.
+
+Modules, in reading order: ``inputs`` (checking frames), ``catalogue`` (item ids and texts),
+``config``, ``posterior`` (a user's taste in closed form), ``model`` (what is meta-learned),
+``training`` (the meta-training loop), ``user_model`` and ``recommender`` (the public API),
+``baselines`` and ``metrics`` (for the benchmark).
+"""
+
+from personalize.recommend.config import RecommenderConfig
+from personalize.recommend.inputs import Columns
+from personalize.recommend.recommender import Recommender
+from personalize.recommend.user_model import UserModel
+
+__all__ = ["Columns", "Recommender", "RecommenderConfig", "UserModel"]

@@ -1,0 +1,109 @@
+"""The recommender's settings: what the rating model contains and how it is meta-trained.
+
+>>> RecommenderConfig(factors=16).feature_size
+17
+>>> RecommenderConfig(item_dropout=1.5)
+Traceback (most recent call last):
+...
+personalize.errors.ConfigError: RecommenderConfig.item_dropout must be in [0, 1), got 1.5
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from personalize.errors import require
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    """Rating model ``r = base_i + [1, z_i]·θ_user``; ``θ_user`` has a meta-learned Gaussian prior."""
+
+    # --- the model ---------------------------------------------------------------------------------
+    factors: int = 10
+    """Size of the item vector z_i a user's taste weights read (plus one weight for the user's bias)."""
+    use_text: bool = True
+    """Item text through the frozen encoder, projected to z_i and to a text bias: what scores new items."""
+    use_item_parameters: bool = True
+    """A learned bias and vector per item seen in meta-training, added to the text part (collaborative)."""
+    item_dropout: float = 0.1
+    """Chance that an item is scored from its text alone in a meta-training step, so that the prior
+    also fits items that are new."""
+    meta_user_share: float = 0.3
+    """Share of the training users kept out of the warm start and used to meta-train the prior: a
+    user whose ratings fitted the item vectors looks easier to predict than a new one."""
+    als_ridge: float = 10.0
+    """Ridge of the matrix factorisation that gives the items' own vectors."""
+    als_iterations: int = 15
+    """Alternating least-squares rounds of that factorisation."""
+    text_ridge: float = 1.0
+    """Ridge of the regression from item text to the items' own parameters (what new items get)."""
+    initial_prior_std: float = 0.3
+    """Starting prior standard deviation of each taste weight."""
+    initial_noise_std: float = 0.9
+    """Starting rating noise standard deviation."""
+
+    # --- meta-training -----------------------------------------------------------------------------
+    steps: int = 600
+    """Meta-training steps (each one meta-batch of users)."""
+    users_per_step: int = 64
+    """Users per meta-batch."""
+    learning_rate: float = 0.02
+    """Adam learning rate."""
+    query_size: int = 10
+    """Ratings per training user held out as the query (at most half of the user's ratings)."""
+    max_support: int = 100
+    """Most support ratings per training user and step (heavy users are subsampled)."""
+    full_support_share: float = 0.5
+    """Share of training users whose support is all their non-query ratings; the others get a random
+    number of them from 1 up, so the prior is trained for every support size."""
+    val_every: int = 100
+    """Steps between evaluations on the validation users (the best evaluation's state is kept)."""
+    patience: int = 8
+    """Stop after this many evaluations without a better validation MAE (0 = never stop early)."""
+    validation_fraction: float = 0.1
+    """Share of eligible users held out for validation when ``meta_fit`` is given no validation frame."""
+    time_budget_s: float | None = None
+    """Stop after this many seconds of training (None = no limit)."""
+    text_batch_size: int = 128
+    """Item texts per encoder batch when embedding the catalogue."""
+    seed: int = 0
+    """Seed of the initial parameters, the episode sampling and the validation split."""
+
+    def __post_init__(self) -> None:
+        for name in ("factors", "steps", "users_per_step", "query_size", "max_support", "val_every", "text_batch_size",
+                     "als_iterations"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                    f"RecommenderConfig.{name} must be an int >= 1, got {value!r}")
+        require(self.use_text or self.use_item_parameters,
+                "RecommenderConfig: use_text and use_item_parameters cannot both be False (no item features)")
+        require(0.0 <= self.item_dropout < 1.0,
+                f"RecommenderConfig.item_dropout must be in [0, 1), got {self.item_dropout!r}")
+        require(0.0 <= self.meta_user_share < 1.0,
+                f"RecommenderConfig.meta_user_share must be in [0, 1), got {self.meta_user_share!r}")
+        require(0.0 <= self.full_support_share <= 1.0,
+                f"RecommenderConfig.full_support_share must be in [0, 1], got {self.full_support_share!r}")
+        require(0.0 < self.validation_fraction < 1.0,
+                f"RecommenderConfig.validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        for name in ("als_ridge", "text_ridge", "initial_prior_std", "initial_noise_std", "learning_rate"):
+            require(getattr(self, name) > 0, f"RecommenderConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        require(isinstance(self.patience, int) and self.patience >= 0,
+                f"RecommenderConfig.patience must be an int >= 0, got {self.patience!r}")
+        require(self.time_budget_s is None or self.time_budget_s > 0,
+                f"RecommenderConfig.time_budget_s must be None or > 0, got {self.time_budget_s!r}")
+
+    @property
+    def feature_size(self) -> int:
+        """Length of an item's feature row: a constant 1 (the user bias) and the item vector."""
+        return self.factors + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RecommenderConfig:
+        unknown = sorted(set(raw) - {field.name for field in fields(cls)})
+        require(not unknown, f"RecommenderConfig: unknown field(s) {unknown}")
+        return cls(**raw)

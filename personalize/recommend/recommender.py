@@ -1,0 +1,377 @@
+"""``Recommender``: meta-fit on an interaction log, adapt to new users from a few ratings, rank items.
+
+>>> import numpy as np, polars as pl
+>>> from personalize.encoder import tiny_encoder
+>>> rng = np.random.default_rng(0)
+>>> items = pl.DataFrame({"item_id": range(30), "text": [f"film number {i}" for i in range(30)]})
+>>> ratings = pl.DataFrame({"user_id": np.repeat(np.arange(60), 15), "item_id": rng.integers(0, 30, 900),
+...                         "rating": rng.integers(1, 6, 900)})
+>>> config = RecommenderConfig(factors=4, steps=10, val_every=5)
+>>> rec = Recommender.meta_fit(ratings, items, config=config, encoder=tiny_encoder())
+>>> user = rec.adapt(pl.DataFrame({"item_id": [3, 7], "rating": [5, 1]}))
+>>> user.predict([3, 7, 11]).shape
+(3,)
+>>> user.recommend(n=3)["rank"].to_list()
+[1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from personalize.encoder import Encoder
+from personalize.errors import CheckpointError, ConfigError, SchemaError, require
+from personalize.files import read_json_document, staged_folder
+from personalize.recommend.catalogue import Catalogue, UnknownItems
+from personalize.recommend.config import RecommenderConfig
+from personalize.recommend.inputs import Columns, checked_items, checked_ratings
+from personalize.recommend.model import RatingModel
+from personalize.recommend.posterior import Posterior, information_gain, user_posterior, variance_reduction
+from personalize.recommend.ranking import tune_popularity_weight
+from personalize.recommend.training import pad_ratings, train_rating_model
+from personalize.recommend.user_model import UserModel
+from personalize.tasks.interactions import InteractionPool, melu_episodes
+from personalize.tasks.splits import split_tasks
+
+if TYPE_CHECKING:
+    import polars as pl
+
+FORMAT = "personalize-recommender"
+FORMAT_VERSION = 1
+CONFIG_FILE = "recommender.json"
+TENSORS_FILE = "tables.safetensors"
+ADAPT_CHUNK = 512  # users per batched posterior solve in adapt_many
+
+
+@dataclass
+class ItemTables:
+    """Everything inference needs, as tensors: item features and base scores, how text maps to
+    them (for new items), the user prior and the rating noise."""
+
+    features: torch.Tensor          # [M, D]
+    base: torch.Tensor              # [M]
+    text_weights: torch.Tensor      # [H, D]: text embedding -> (item bias, item vector)
+    global_mean: torch.Tensor       # scalar
+    prior_mean: torch.Tensor        # [D]
+    prior_variance: torch.Tensor    # [D]
+    noise_variance: torch.Tensor    # scalar
+
+    @classmethod
+    def from_model(cls, model: RatingModel) -> ItemTables:
+        features, base = model.catalogue_tables()
+        with torch.no_grad():
+            return cls(features, base, model.text_weights.clone(),
+                       model.global_mean.detach().clone(), model.prior_mean.detach().clone(),
+                       model.prior_variance.detach().clone(), model.noise_variance.detach().clone())
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return {name: value.contiguous() for name, value in vars(self).items()}
+
+
+class Recommender:
+    """A meta-learned rating model over a catalogue of items described by text.
+
+    Build one with :meth:`meta_fit` (or ``personalize.load("movielens")``), then :meth:`adapt` it
+    to a user's history. Predictions are clipped to ``rating_range``, the range seen in training.
+    """
+
+    def __init__(self, *, config: RecommenderConfig, columns: Columns, catalogue: Catalogue, tables: ItemTables,
+                 rating_range: tuple[float, float], encoder_record: dict[str, Any], record: dict[str, Any],
+                 encoder: Encoder | None = None, popularity_weight: float = 0.0) -> None:
+        self.config = config
+        self.popularity_weight = popularity_weight
+        """How much ``UserModel.recommend`` favours well-known items (chosen on validation users)."""
+        self.columns = columns
+        self.catalogue = catalogue
+        self.tables = tables
+        self.rating_range = rating_range
+        self.encoder_record = encoder_record
+        self.record = record
+        self._encoder = encoder
+
+    def __repr__(self) -> str:
+        return (f"Recommender(items={len(self.catalogue)}, factors={self.config.factors}, "
+                f"ratings {self.rating_range[0]:g}-{self.rating_range[1]:g})")
+
+    # --- building ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def meta_fit(cls, ratings: Any, items: Any, config: RecommenderConfig | None = None, *,
+                 validation: Any = None, encoder: Encoder | None = None, columns: Columns | None = None,
+                 progress: bool = False) -> Recommender:
+        """Meta-learn item features and the user prior from an interaction log.
+
+        Args:
+            ratings: frame of user, item, rating (column names from ``columns``); every item id must
+                be in ``items``.
+            items: frame of item id and text (and optionally title).
+            config: model and training settings.
+            validation: ratings of other users for model selection; by default
+                ``config.validation_fraction`` of the users with enough ratings are held out of ``ratings``.
+            encoder: the frozen text encoder (default: the bundled MiniLM).
+        """
+        import polars as pl
+
+        from personalize.checkpoint import encoder_record
+        from personalize.encoder import load_encoder
+
+        config = config or RecommenderConfig()
+        columns = columns or Columns()
+        item_table = checked_items(items, columns)
+        ratings = checked_ratings(ratings, columns)
+        require(ratings.height > 0, "the ratings frame is empty", SchemaError)
+        catalogue = Catalogue(ids=item_table["item_id"].to_list(), texts=item_table["text"].to_list(),
+                              titles=item_table["title"].to_list() if "title" in item_table.columns else None,
+                              popularity=np.zeros(item_table.height, dtype=np.int64))
+        if validation is None:
+            ratings, validation = _hold_out_users(ratings, config)
+        else:
+            validation = checked_ratings(validation, columns)
+        indexed = [frame.with_columns(pl.Series("item_id", catalogue.indices(frame["item_id"].to_list())))
+                   for frame in (ratings, validation)]
+        catalogue.popularity = np.bincount(indexed[0]["item_id"].to_numpy(), minlength=len(catalogue))
+        encoder = encoder if encoder is not None else load_encoder()
+        embeddings = (encoder.embed(catalogue.texts, batch_size=config.text_batch_size, normalize=True)
+                      if config.use_text else torch.zeros(len(catalogue), 1))
+        global_mean = float(ratings["rating"].mean())
+        warm, meta = _split_users(indexed[0], config)
+        model = RatingModel(config, embeddings, global_mean, *_warm_start(warm, len(catalogue), config))
+        model.fit_text(torch.as_tensor(np.bincount(warm["item_id"].to_numpy(), minlength=len(catalogue))))
+        record = train_rating_model(model, InteractionPool(meta), InteractionPool(indexed[1]), config, progress)
+        if config.meta_user_share > 0:  # the prior is learned; now give the items every training user's ratings
+            bias, vectors = _warm_start(indexed[0], len(catalogue), config)
+            model.item_bias.copy_(bias)
+            model.item_vectors.copy_(vectors)
+            model.fit_text(torch.as_tensor(catalogue.popularity))
+        values = ratings["rating"]
+        recommender = cls(config=config, columns=columns, catalogue=catalogue, tables=ItemTables.from_model(model),
+                          rating_range=(float(values.min()), float(values.max())),
+                          encoder_record=encoder_record(encoder), record=record, encoder=encoder)
+        recommender._tune_ranking(InteractionPool(indexed[1]))
+        return recommender
+
+    def _tune_ranking(self, validation: InteractionPool) -> None:
+        """Choose ``popularity_weight`` on the validation users: support = all but ``query_size``
+        ratings, relevant = held-out ratings in the top quarter of the rating range."""
+        low, high = self.rating_range
+        threshold = low + 0.75 * (high - low)
+        episodes = melu_episodes(validation, seed=self.config.seed, min_ratings=self.config.query_size + 1,
+                                 max_ratings=int(validation.counts().max()), query_size=self.config.query_size)
+        users = [(e.support_items, e.support_ratings, e.query_items[e.query_ratings >= threshold]) for e in episodes]
+        everything = np.arange(len(self.catalogue))
+
+        def predict_all(support: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+            return self._adapt_padded([support], [ratings], [None])[0]._scores(everything)[0]
+
+        self.popularity_weight, scores = tune_popularity_weight(users, predict_all, self.catalogue.popularity)
+        self.record["ranking"] = {"popularity_weight": self.popularity_weight,
+                                  "validation_ndcg@10": {str(weight): score for weight, score in scores.items()}}
+
+    # --- users --------------------------------------------------------------------------------------------
+
+    def adapt(self, history: Any, *, user: Hashable = None, unknown_items: UnknownItems = "warn",
+              columns: Columns | None = None) -> UserModel:
+        """Adapt to one user from a frame of item id and rating (one row is enough).
+
+        Items not in the catalogue are skipped with a warning (``unknown_items="raise"`` refuses
+        them); an empty history gives the meta-learned prior, with a warning saying so.
+        """
+        frame = checked_ratings(history, columns or self.columns, with_user=False, rating_range=self.rating_range)
+        positions, known = self.catalogue.lookup(frame["item_id"].to_list(), unknown_items)
+        values = frame["rating"].to_numpy()[known]
+        if len(positions) == 0:
+            warnings.warn("empty history: this user gets the meta-learned prior (the same scores as any new user)",
+                          UserWarning, stacklevel=2)
+        return self._adapt_padded([positions], [values], [user])[0]
+
+    def adapt_many(self, ratings: Any, *, unknown_items: UnknownItems = "warn",
+                   columns: Columns | None = None) -> dict[Hashable, UserModel]:
+        """Adapt every user of an interaction log at once (batched solves); returns user id -> UserModel."""
+        frame = checked_ratings(ratings, columns or self.columns, rating_range=self.rating_range)
+        positions, known = self.catalogue.lookup(frame["item_id"].to_list(), unknown_items)
+        frame = frame.filter(known).with_columns(position=positions)
+        grouped = frame.group_by("user_id", maintain_order=True).agg("position", "rating")
+        users = grouped["user_id"].to_list()
+        items = [np.asarray(row, dtype=np.int64) for row in grouped["position"].to_list()]
+        values = [np.asarray(row, dtype=np.float32) for row in grouped["rating"].to_list()]
+        adapted: dict[Hashable, UserModel] = {}
+        for start in range(0, len(users), ADAPT_CHUNK):
+            chunk = slice(start, start + ADAPT_CHUNK)
+            models = self._adapt_padded(items[chunk], values[chunk], users[chunk])
+            adapted.update(zip(users[chunk], models))
+        return adapted
+
+    def _adapt_padded(self, items: list[np.ndarray], values: list[np.ndarray],
+                      users: list[Hashable]) -> list[UserModel]:
+        index, targets, mask = pad_ratings(items, values)
+        tables = self.tables
+        with torch.no_grad():
+            posterior = user_posterior(tables.features[index], targets - tables.base[index], mask,
+                                       tables.prior_mean, tables.prior_variance, tables.noise_variance)
+        return [UserModel(self, Posterior(posterior.mean[i : i + 1], posterior.covariance[i : i + 1]), items[i], user)
+                for i, user in enumerate(users)]
+
+    def suggest_to_rate(self, history: Any = None, n: int = 5, *, candidates: Any = None,
+                        popularity_weight: float = 1.0, criterion: str = "variance",
+                        columns: Columns | None = None) -> pl.DataFrame:
+        """The ``n`` items whose ratings would teach the model most about this user, best first.
+
+        ``criterion="variance"`` (default): each pick most reduces the predictive variance of the
+        user's ratings over the catalogue, each item weighted by its popularity (the items the user is
+        likely to meet); ``"information"``: each pick carries the most information about the user's
+        taste weights. Either is multiplied by ``(popularity / max popularity) ** popularity_weight``,
+        the chance the user has seen the item and can rate it (0 ignores it; items added after
+        training have popularity 0 and are not suggested unless it is 0). The picks are sequential:
+        each assumes the earlier ones were rated. Returns item_id, gain, rank (+ title).
+        """
+        import polars as pl
+
+        require(isinstance(n, int) and n >= 1, f"n must be an int >= 1, got {n!r}", ConfigError)
+        require(popularity_weight >= 0, f"popularity_weight must be >= 0, got {popularity_weight!r}", ConfigError)
+        require(criterion in ("variance", "information"),
+                f"criterion must be 'variance' or 'information', got {criterion!r}", ConfigError)
+        if history is None:  # a new user: the prior
+            user = self._adapt_padded([np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)], [None])[0]
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # an empty history is the normal start here
+                user = self.adapt(history, columns=columns)
+        catalogue, tables = self.catalogue, self.tables
+        positions = np.arange(len(catalogue)) if candidates is None else catalogue.indices(list(candidates))
+        positions = positions[~np.isin(positions, user.seen)]
+        share = torch.as_tensor(catalogue.popularity / max(1, catalogue.popularity.sum()), dtype=torch.float32)
+        weights = (share[positions] / max(float(share.max()), 1e-12)) ** popularity_weight
+        covariance, noise = user.posterior.covariance[0], float(tables.noise_variance)
+        if criterion == "variance":
+            chosen, gains = variance_reduction(covariance, tables.features[positions], noise, n, tables.features,
+                                               share, weights)
+        else:
+            chosen, gains = information_gain(covariance, tables.features[positions], noise, n, weights)
+        picked = positions[chosen]
+        frame = pl.DataFrame({"item_id": [catalogue.ids[p] for p in picked], "gain": gains,
+                              "rank": np.arange(1, len(picked) + 1)})
+        if catalogue.titles is not None:
+            frame = frame.with_columns(pl.Series("title", [catalogue.titles[p] for p in picked]))
+        return frame
+
+    # --- items ----------------------------------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Encoder:
+        """The text encoder; the bundled MiniLM is loaded (and checked) on first use when none was given."""
+        if self._encoder is None:
+            from personalize.checkpoint import check_encoder
+            from personalize.encoder import load_encoder
+
+            encoder = load_encoder(max_length=self.encoder_record.get("max_length", 128))
+            check_encoder(encoder, self.encoder_record, "recommender")
+            self._encoder = encoder
+        return self._encoder
+
+    def add_items(self, new_items: Any, *, columns: Columns | None = None) -> None:
+        """Add items by text alone (item id, text, optional title): they are scored from their text,
+        with no interactions. Their ids must be new."""
+        require(self.config.use_text, "this recommender was trained without item text (use_text=False): "
+                                      "it cannot score items it has never seen", ConfigError)
+        frame = checked_items(new_items, columns or self.columns)
+        ids = frame["item_id"].to_list()
+        already = [item for item in ids if item in self.catalogue]
+        require(not already, f"item id(s) already in the catalogue: {already[:5]}", SchemaError)
+        embeddings = self.encoder.embed(frame["text"].to_list(), batch_size=self.config.text_batch_size, normalize=True)
+        tables = self.tables
+        with torch.no_grad():
+            predicted = embeddings @ tables.text_weights
+            features = torch.cat([torch.ones(len(ids), 1), predicted[:, 1:]], dim=1)
+            base = tables.global_mean + predicted[:, 0]
+        titles = frame["title"].to_list() if "title" in frame.columns else None
+        self.catalogue.extend(ids, frame["text"].to_list(), titles)
+        tables.features = torch.cat([tables.features, features])
+        tables.base = torch.cat([tables.base, base])
+
+    # --- saving ----------------------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the recommender to folder ``path`` (JSON + safetensors, replaced in one step)."""
+        catalogue = self.catalogue
+        document = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
+                    "columns": self.columns.to_dict(), "rating_range": list(self.rating_range),
+                    "popularity_weight": self.popularity_weight,
+                    "encoder": self.encoder_record, "record": self.record,
+                    "items": {"ids": catalogue.ids, "texts": catalogue.texts, "titles": catalogue.titles,
+                              "popularity": catalogue.popularity.tolist()}}
+        with staged_folder(path) as staging:
+            (staging / CONFIG_FILE).write_text(_json(document), encoding="utf-8")
+            save_file(self.tables.to_dict(), str(staging / TENSORS_FILE))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, encoder: Encoder | None = None) -> Recommender:
+        """Read a folder written by :meth:`save`. ``encoder`` is checked against the recorded one."""
+        from personalize.checkpoint import check_encoder
+
+        document = read_json_document(path, CONFIG_FILE, FORMAT, FORMAT_VERSION, "saved recommender")
+        if encoder is not None:
+            check_encoder(encoder, document["encoder"], str(path))
+        items = document["items"]
+        tensors_file = Path(path) / TENSORS_FILE
+        require(tensors_file.is_file(), f"saved recommender {path} lacks {TENSORS_FILE}", CheckpointError)
+        tensors = load_file(str(tensors_file))
+        return cls(config=RecommenderConfig.from_dict(document["config"]), columns=Columns(**document["columns"]),
+                   catalogue=Catalogue(ids=items["ids"], texts=items["texts"], titles=items["titles"],
+                                       popularity=items["popularity"]),
+                   tables=ItemTables(**tensors), rating_range=tuple(document["rating_range"]),
+                   encoder_record=document["encoder"], record=document["record"], encoder=encoder,
+                   popularity_weight=float(document["popularity_weight"]))
+
+
+def _hold_out_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ``config.validation_fraction`` of the users with more than ``query_size`` ratings off the log."""
+    import polars as pl
+
+    counts = ratings.group_by("user_id").len()
+    eligible = counts.filter(pl.col("len") > config.query_size)["user_id"].to_list()
+    require(len(eligible) >= 2, f"meta_fit needs at least 2 users with more than {config.query_size} ratings "
+                                "(one is held out for validation); pass validation= or lower query_size", SchemaError)
+    held_out = split_tasks(eligible, (1 - config.validation_fraction, config.validation_fraction, 0.0),
+                           config.seed).val or (eligible[0],)
+    is_held_out = pl.col("user_id").is_in(list(held_out))
+    return ratings.filter(~is_held_out), ratings.filter(is_held_out)
+
+
+def _split_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Training users for the warm start of the item parameters, and others for meta-training the
+    prior on: a user whose ratings fitted the item vectors looks easier to predict than a new one."""
+    import polars as pl
+
+    users = ratings["user_id"].unique().sort().to_list()
+    if config.meta_user_share == 0:
+        return ratings, ratings
+    meta = split_tasks(users, (1 - config.meta_user_share, config.meta_user_share, 0.0), config.seed + 1).val
+    is_meta = pl.col("user_id").is_in(list(meta))
+    return ratings.filter(~is_meta), ratings.filter(is_meta)
+
+
+def _warm_start(ratings: pl.DataFrame, items: int, config: RecommenderConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item biases and vectors from biased alternating least squares on a training log."""
+    from personalize.recommend.baselines import MatrixFactorization
+
+    users, positions, values = (ratings[name].to_numpy() for name in ("user_id", "item_id", "rating"))
+    users = np.unique(users, return_inverse=True)[1]
+    factors = MatrixFactorization(factors=config.factors, ridge=config.als_ridge,
+                                  iterations=config.als_iterations, seed=config.seed)
+    factors.fit(users, positions, values, items)
+    return torch.as_tensor(factors.item_bias_), torch.as_tensor(factors.item_factors_)
+
+
+def _json(document: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(document, indent=1, default=lambda value: value.item() if hasattr(value, "item") else str(value))

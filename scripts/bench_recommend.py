@@ -1,0 +1,353 @@
+"""Per-user cold-start recommendation on MovieLens-100K: every method on the same seeded user splits.
+
+For each split seed (``--splits``, default 0-4) the ``movielens-users`` suite splits the users with
+13-100 ratings 8:1:1. Every method learns from the ratings of all users outside the validation and
+test users (so the item side sees the heavy users too); the validation users select the
+meta-learned model's training step; the test users are scored:
+
+- **MeLU protocol**: query = 10 random ratings per test user, support = the rest. MAE, RMSE and,
+  within the query, P@5 (relevant = rating >= 4) and nDCG@5 (gain 2^r - 1).
+- **K-shot curve**: the same queries, supports of K in {1, 3, 5, 10, 20} ratings (MAE).
+- **Full-catalogue top-10**: with the full support, rank every item the user has not rated in it;
+  Recall@10 and NDCG@10 against the query ratings >= 4 (no sampled negatives).
+- **Item cold-start**: 10% of the items (seeded) are removed from training altogether and added
+  afterwards by text (``add_items``); MAE on the test users' ratings of those items, the support
+  being all their other ratings.
+- **Elicitation**: 5 support ratings chosen among the user's non-query ratings by
+  ``suggest_to_rate`` (both criteria, popularity ignored since the user rated every candidate), by
+  chance, or as the 5 most popular; MAE on the query.
+
+Methods: the meta-learned recommender (``Recommender.meta_fit``), the same model with its prior at
+the starting values (no meta-learning), a fresh per-user ridge head on frozen MiniLM item-text
+embeddings (the engine without meta-learning or collaborative item parameters), global mean, item
+mean, bias baseline, ALS matrix factorization with fold-in, popularity (ranking only).
+A metric's mean is over test users within a split; the table gives the mean over splits and a 95%
+interval over splits. Writes ``recommend-benchmark.{md,json,png}`` into ``--out-dir``::
+
+    python scripts/bench_recommend.py --splits 0,1,2,3,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+import personalize as pz
+from personalize import data
+from personalize.recommend import Recommender, RecommenderConfig
+from personalize.recommend.baselines import BASELINES, RatingBaseline
+from personalize.recommend.metrics import full_catalogue_topk, mae, mean_ci, ndcg_at_k, precision_at_k, rmse
+from personalize.recommend.ranking import ranking_scores
+from personalize.tasks import load_suite
+
+SHOTS = (1, 3, 5, 10, 20)
+OURS = "meta-learned (ours)"
+NO_META = "same model, prior not meta-learned"
+FRESH = "fresh head on frozen text"
+Predict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # support positions, ratings, targets
+
+
+class RecommenderPredictor:
+    """A fitted Recommender seen through the baselines' interface (item *positions* in the items frame)."""
+
+    def __init__(self, recommender: Recommender, item_ids: list) -> None:
+        self.recommender, self.item_ids = recommender, item_ids
+
+    def user(self, support: np.ndarray, ratings: np.ndarray) -> pz.recommend.UserModel:
+        history = pl.DataFrame({"item_id": [self.item_ids[p] for p in support], "rating": ratings.astype(float)},
+                               schema={"item_id": pl.Int64, "rating": pl.Float64})
+        return self.recommender.adapt(history, unknown_items="raise")
+
+    def predict(self, support: np.ndarray, ratings: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return self.user(support, ratings).predict([self.item_ids[p] for p in targets])
+
+
+class FreshTextHead:
+    """Per-user ridge regression on frozen, unit-length item-text embeddings, from scratch."""
+
+    def __init__(self, embeddings: np.ndarray, ridge: float = 1.0) -> None:
+        self.embeddings, self.ridge = embeddings, ridge
+
+    def predict(self, support: np.ndarray, ratings: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        offset = ratings.mean()
+        x = self.embeddings[support]
+        weights = np.linalg.solve(x.T @ x + self.ridge * np.eye(x.shape[1]), x.T @ (ratings - offset))
+        return np.clip(offset + self.embeddings[targets] @ weights, 1, 5)
+
+
+def positions_of(frame: pl.DataFrame, index: dict) -> np.ndarray:
+    return np.array([index[item] for item in frame["item_id"].to_list()], dtype=np.int64)
+
+
+def fit_baselines(train: pl.DataFrame, index: dict, items: int) -> dict[str, RatingBaseline]:
+    users, positions, values = train["user_id"].to_numpy(), positions_of(train, index), train["rating"].to_numpy()
+    return {name: cls().fit(users, positions, values.astype(float), items) for name, cls in BASELINES.items()}
+
+
+def query_metrics(predict: Predict, episodes: list, index: dict) -> dict[str, float]:
+    """MAE, RMSE, P@5 and nDCG@5 over every test user's query (one value per split)."""
+    errors, truths, p5, n5 = [], [], [], []
+    for episode in episodes:
+        support = np.array([index[i] for i in episode.support_items])
+        query = np.array([index[i] for i in episode.query_items])
+        predicted = predict(support, episode.support_ratings.astype(float), query)
+        errors.append(predicted)
+        truths.append(episode.query_ratings)
+        p5.append(precision_at_k(predicted, episode.query_ratings, k=5))
+        n5.append(ndcg_at_k(predicted, episode.query_ratings, k=5))
+    predicted, truth = np.concatenate(errors), np.concatenate(truths)
+    return {"mae": mae(predicted, truth), "rmse": rmse(predicted, truth), "p@5": float(np.mean(p5)),
+            "ndcg@5": float(np.mean(n5))}
+
+
+def topk_metrics(predict: Predict, episodes: list, index: dict, items: int) -> dict[str, float]:
+    recalls, ndcgs = [], []
+    for episode in episodes:
+        support = np.array([index[i] for i in episode.support_items])
+        query = np.array([index[i] for i in episode.query_items])
+        scores = predict(support, episode.support_ratings.astype(float), np.arange(items))
+        seen = np.zeros(items, dtype=bool)
+        seen[support] = True
+        relevant = np.zeros(items, dtype=bool)
+        relevant[query[episode.query_ratings >= 4]] = True
+        recall, ndcg = full_catalogue_topk(scores, seen, relevant, k=10)
+        recalls.append(recall)
+        ndcgs.append(ndcg)
+    return {"recall@10": float(np.nanmean(recalls)), "ndcg@10": float(np.nanmean(ndcgs))}
+
+
+def elicitation_metrics(ours: RecommenderPredictor, episodes: list, index: dict, popularity: np.ndarray,
+                        seed: int, count: int = 5) -> dict[str, float]:
+    """MAE on the query after ``count`` support ratings chosen three ways among the non-query ratings."""
+    rng = np.random.default_rng(seed)
+    errors: dict[str, list] = {"suggest_to_rate (variance)": [], "suggest_to_rate (information)": [],
+                               "random": [], "most popular": []}
+    for episode in episodes:
+        pool = np.array([index[i] for i in episode.support_items])
+        rating_of = dict(zip(pool.tolist(), episode.support_ratings.astype(float)))
+        query = np.array([index[i] for i in episode.query_items])
+        choices = {}
+        for criterion in ("variance", "information"):
+            # popularity_weight=0: every candidate is an item this user has rated, so could rate
+            suggested = ours.recommender.suggest_to_rate(None, n=count, candidates=list(episode.support_items),
+                                                         popularity_weight=0.0, criterion=criterion)
+            choices[f"suggest_to_rate ({criterion})"] = np.array([index[i] for i in suggested["item_id"].to_list()])
+        choices["random"] = rng.choice(pool, size=count, replace=False)
+        choices["most popular"] = pool[np.argsort(-popularity[pool], kind="stable")[:count]]
+        for name, chosen in choices.items():
+            predicted = ours.predict(chosen, np.array([rating_of[p] for p in chosen.tolist()]), query)
+            errors[name].append(np.abs(predicted - episode.query_ratings))
+    return {name: float(np.concatenate(values).mean()) for name, values in errors.items()}
+
+
+def item_cold_start(ratings: pl.DataFrame, items: pl.DataFrame, splits, seed: int, config: RecommenderConfig,
+                    encoder) -> dict[str, float]:
+    """MAE on test users' ratings of items never seen in training (10% of items, added by text)."""
+    rng = np.random.default_rng(1000 + seed)
+    all_ids = items["item_id"].to_list()
+    cold = set(rng.choice(all_ids, size=len(all_ids) // 10, replace=False).tolist())
+    is_cold = pl.col("item_id").is_in(list(cold))
+    held = set(splits["val"]) | set(splits["test"])
+    train = ratings.filter(~pl.col("user_id").is_in(list(held)) & ~is_cold)
+    validation = ratings.filter(pl.col("user_id").is_in(list(splits["val"])) & ~is_cold)
+    recommender = Recommender.meta_fit(train, items.filter(~is_cold), config, validation=validation, encoder=encoder)
+    recommender.add_items(items.filter(is_cold))
+    bias = BASELINES["bias"]()
+    warm_index = {item: position for position, item in enumerate(items.filter(~is_cold)["item_id"].to_list())}
+    bias.fit(train["user_id"].to_numpy(), positions_of(train, warm_index), train["rating"].to_numpy().astype(float),
+             len(warm_index))
+    test = ratings.filter(pl.col("user_id").is_in(list(splits["test"])))
+    errors: dict[str, list] = {OURS: [], "bias": [], "global mean": []}
+    for _, frame in test.group_by("user_id"):
+        support, query = frame.filter(~is_cold), frame.filter(is_cold)
+        if query.height == 0 or support.height == 0:
+            continue
+        truth = query["rating"].to_numpy().astype(float)
+        errors[OURS].append(recommender.adapt(support.select("item_id", "rating")).predict(query["item_id"].to_list())
+                            - truth)
+        # The bias baseline knows nothing of a new item: its prediction is global mean + the user's bias.
+        support_positions = positions_of(support, warm_index)
+        user_bias = bias.predict(support_positions, support["rating"].to_numpy().astype(float), support_positions[:1])
+        user_bias = user_bias - bias.predict(np.array([], dtype=np.int64), np.array([]), support_positions[:1])
+        errors["bias"].append(bias.mu_ + user_bias[0] - truth)
+        errors["global mean"].append(bias.mu_ - truth)
+    return {name: float(np.abs(np.concatenate(values)).mean()) for name, values in errors.items()}
+
+
+def run_split(seed: int, tables: dict, encoder, config: RecommenderConfig, text_embeddings: np.ndarray) -> dict:
+    ratings, items = tables["ratings"], tables["items"]
+    suite = load_suite("movielens-users")
+    splits = suite.splits(seed=seed)
+    held = set(splits["val"]) | set(splits["test"])
+    train = ratings.filter(~pl.col("user_id").is_in(list(held)))
+    validation = ratings.filter(pl.col("user_id").is_in(list(splits["val"])))
+    item_ids = items["item_id"].to_list()
+    index = {item: position for position, item in enumerate(item_ids)}
+    started = time.perf_counter()
+    recommender = Recommender.meta_fit(train, items, config, validation=validation, encoder=encoder)
+    fit_seconds = time.perf_counter() - started
+    untrained = Recommender.meta_fit(train, items, replace(config, steps=1, learning_rate=1e-9),
+                                     validation=validation, encoder=encoder)
+    ours = RecommenderPredictor(recommender, item_ids)
+    rating_methods: dict[str, Predict] = {OURS: ours.predict,
+                                          NO_META: RecommenderPredictor(untrained, item_ids).predict,
+                                          FRESH: FreshTextHead(text_embeddings).predict}
+    baselines = fit_baselines(train, index, len(item_ids))
+    rating_methods |= {name: baseline.predict for name, baseline in baselines.items() if name != "popularity"}
+    full = suite.episodes("test", shots=None, split_seed=seed)
+    result: dict = {"protocol": {}, "curve": {}, "topk": {}, "fit_seconds": fit_seconds,
+                    "best_step": recommender.record["best_step"]}
+    for name, predict in rating_methods.items():
+        result["protocol"][name] = query_metrics(predict, full, index)
+        result["curve"][name] = {k: query_metrics(predict, suite.episodes("test", shots=k, split_seed=seed),
+                                                  index)["mae"] for k in SHOTS}
+    popularity = recommender.catalogue.popularity
+
+    def ours_ranking(support: np.ndarray, ratings: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return ranking_scores(ours.predict(support, ratings, targets), popularity[targets],
+                              recommender.popularity_weight)
+
+    ranking_methods = {OURS: ours_ranking, f"{OURS}, rating alone": ours.predict}
+    ranking_methods |= {name: baselines[name].predict for name in ("mf (als)", "bias", "item mean", "popularity")}
+    for name, predict in ranking_methods.items():
+        result["topk"][name] = topk_metrics(predict, full, index, len(item_ids))
+    result["popularity_weight"] = recommender.popularity_weight
+    result["elicitation"] = elicitation_metrics(ours, full, index, popularity, seed)
+    started = time.perf_counter()
+    users = recommender.adapt_many(ratings.filter(pl.col("user_id").is_in(list(splits["test"]))))
+    result["adapt_many_ms_per_user"] = 1000 * (time.perf_counter() - started) / len(users)
+    result["item_cold_start"] = item_cold_start(ratings, items, splits, seed, config, encoder)
+    return result
+
+
+def summarise(per_split: list[dict]) -> dict:
+    """Mean and 95% interval over splits of every number in the per-split results."""
+    def walk(values: list):
+        if isinstance(values[0], dict):
+            return {key: walk([value[key] for value in values]) for key in values[0]}
+        mean, half_width = mean_ci(np.asarray(values, dtype=float))
+        return {"mean": mean, "ci95": half_width}
+
+    return walk(per_split)
+
+
+def cell(summary: dict, digits: int = 3) -> str:
+    return f"{summary['mean']:.{digits}f} ± {summary['ci95']:.{digits}f}"
+
+
+def markdown(document: dict) -> str:
+    s = document["summary"]
+    lines = ["# Recommendation benchmark (MovieLens-100K, cold-start users)\n",
+             f"Command: `{document['command']}`  ", f"Machine: {document['machine']}; {document['date']}.  ",
+             f"Splits: {document['splits']} (seeds of the 8:1:1 user split); mean ± 95% interval over splits.\n",
+             "## MeLU protocol (query = 10 ratings per test user, support = the rest)\n",
+             "| method | MAE | RMSE | P@5 | nDCG@5 |", "|---|---:|---:|---:|---:|"]
+    for name, metrics in s["protocol"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(metrics[m]) for m in ("mae", "rmse", "p@5", "ndcg@5")) + " |")
+    lines += ["\n## MAE vs support size K (same queries)\n",
+              "| method | " + " | ".join(f"K={k}" for k in SHOTS) + " |", "|---|" + "---:|" * len(SHOTS)]
+    for name, curve in s["curve"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(curve[str(k)] if str(k) in curve else curve[k]) for k in SHOTS)
+                     + " |")
+    lines += ["\n## Full-catalogue top-10 (every item not in the support ranked; relevant = query rating >= 4)\n",
+              "| method | Recall@10 | NDCG@10 |", "|---|---:|---:|"]
+    for name, metrics in s["topk"].items():
+        lines.append(f"| {name} | {cell(metrics['recall@10'], 4)} | {cell(metrics['ndcg@10'], 4)} |")
+    lines += ["\n## Item cold-start (10% of items unseen in training, added by text; MAE on their ratings)\n",
+              "| method | MAE |", "|---|---:|"]
+    lines += [f"| {name} | {cell(value)} |" for name, value in s["item_cold_start"].items()]
+    lines += ["\n## Elicitation (MAE on the query after 5 ratings chosen among the user's non-query ratings)\n",
+              "| 5 ratings chosen by | MAE |", "|---|---:|"]
+    lines += [f"| {name} | {cell(value)} |" for name, value in s["elicitation"].items()]
+    lines += ["\n## Cost\n", f"- meta-fit: {cell(s['fit_seconds'], 1)} s per split (including embedding the "
+              "catalogue's texts); best validation step " + cell(s["best_step"], 0),
+              f"- adapt_many: {cell(s['adapt_many_ms_per_user'], 2)} ms per test user",
+              f"- ranking popularity weight chosen on validation users: {cell(s['popularity_weight'], 1)}\n",
+              "## Goals\n", *document["goals"], ""]
+    return "\n".join(lines)
+
+
+def goal_lines(s: dict) -> list[str]:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    ours_mae = s["protocol"][OURS]["mae"]["mean"]
+    lines = [f"- MAE <= 0.74 on the MeLU protocol: {ours_mae:.3f}, {verdict(ours_mae <= 0.74)}"]
+    for rival in ("bias", "mf (als)"):
+        worse = [k for k in SHOTS if s["curve"][OURS][k]["mean"] >= s["curve"][rival][k]["mean"]]
+        lines.append(f"- better than {rival} at every K: {verdict(not worse)}"
+                     + (f" (not at K = {', '.join(map(str, worse))})" if worse else ""))
+    ratio = s["topk"][OURS]["ndcg@10"]["mean"] / s["topk"]["popularity"]["ndcg@10"]["mean"]
+    lines.append(f"- full-catalogue NDCG@10 >= 1.2x popularity: {ratio:.2f}x, {verdict(ratio >= 1.2)}")
+    elicited, random = s["elicitation"]["suggest_to_rate (variance)"]["mean"], s["elicitation"]["random"]["mean"]
+    lines.append(f"- elicited ratings beat random ones: MAE {elicited:.3f} vs {random:.3f}, "
+                 f"{verdict(elicited < random)}")
+    return lines
+
+
+def plot(s: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, curve in s["curve"].items():
+        means = [curve[k]["mean"] for k in SHOTS]
+        axis.plot(SHOTS, means, marker="o", linewidth=2.5 if name == OURS else 1.2, label=name)
+    axis.set_xscale("log")
+    axis.set_xticks(SHOTS, [str(k) for k in SHOTS])
+    axis.set_xlabel("support ratings per test user (K)")
+    axis.set_ylabel("MAE on 10 query ratings (lower is better)")
+    axis.set_title("Cold-start users, MovieLens-100K (mean over splits)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--splits", default="0,1,2,3,4", help="comma-separated user-split seeds")
+    parser.add_argument("--steps", type=int, default=RecommenderConfig().steps, help="meta-training steps")
+    parser.add_argument("--out-dir", type=Path, default=Path("docs"))
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    tables = data.load("movielens-100k")
+    encoder = pz.load_encoder(max_length=32)
+    text_embeddings = encoder.embed(tables["items"]["text"].to_list(), normalize=True, batch_size=128).numpy()
+    config = RecommenderConfig(steps=args.steps)
+    per_split = []
+    for seed in [int(value) for value in args.splits.split(",")]:
+        started = time.perf_counter()
+        per_split.append(run_split(seed, tables, encoder, config, text_embeddings))
+        print(f"split {seed}: {time.perf_counter() - started:.0f} s, MAE ours "
+              f"{per_split[-1]['protocol'][OURS]['mae']:.4f}, bias {per_split[-1]['protocol']['bias']['mae']:.4f}, "
+              f"mf {per_split[-1]['protocol']['mf (als)']['mae']:.4f}", flush=True)
+    summary = summarise(per_split)
+    document = {"command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+                "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+                "date": datetime.date.today().isoformat(), "splits": args.splits, "config": config.to_dict(),
+                "per_split": per_split, "summary": summary}
+    document["goals"] = goal_lines(summary)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "recommend-benchmark.json").write_text(json.dumps(document, indent=1, default=str))
+    (args.out_dir / "recommend-benchmark.md").write_text(markdown(document))
+    plot(summary, args.out_dir / "recommend-benchmark.png")
+    print(markdown(document))
+
+
+if __name__ == "__main__":
+    main()
