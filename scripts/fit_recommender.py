@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     recommender.save(args.out)
     print(f"{recommender} -> {args.out} in {seconds:.1f} s; best validation MAE "
           f"{recommender.record['best_val_mae']:.4f} at step {recommender.record['best_step']}; "
-          f"ranking popularity weight {recommender.popularity_weight}")
+          f"ranking rating weight {recommender.rating_weight}")
 
 
 if __name__ == "__main__":

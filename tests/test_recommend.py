@@ -180,8 +180,8 @@ def test_recommend_returns_a_ranked_frame_without_seen_items(rec) -> None:
     assert set(top["item_id"].to_list()) <= set(ACTION + UNRATED_ACTION)  # the taste was learned
     assert all(title.startswith("Action #") for title in top["title"].to_list())
     rating, std = user.predict(top["item_id"].to_list(), return_std=True)
-    np.testing.assert_allclose(top["rating"].to_numpy(), rating)
-    np.testing.assert_allclose(top["std"].to_numpy(), std)
+    np.testing.assert_allclose(top["rating"].to_numpy(), rating, rtol=1e-6)
+    np.testing.assert_allclose(top["std"].to_numpy(), std, rtol=1e-6)
     # Every unseen item is ranked when n is large; seen ones only with exclude_seen=False.
     assert user.recommend(n=1000).height == len(ALL_ITEMS) - ACTION_LOVER.height
     everything = user.recommend(n=len(ALL_ITEMS), exclude_seen=False)
@@ -204,25 +204,44 @@ def test_recommend_candidates_restrict_the_ranking(rec) -> None:
     for bad in (0, -1, 2.5):
         with pytest.raises(ConfigError, match="n must be an int >= 1"):
             user.recommend(n=bad)
-    with pytest.raises(ConfigError, match="popularity_weight must be >= 0"):
-        user.recommend(popularity_weight=-0.5)
+    with pytest.raises(ConfigError, match="rating_weight must be >= 0"):
+        user.recommend(rating_weight=-0.5)
 
 
-def test_recommend_scores_are_the_rating_plus_a_popularity_bonus(rec) -> None:
-    assert rec.record["ranking"]["popularity_weight"] == rec.popularity_weight  # chosen on validation users
+def test_recommend_scores_are_pick_scores_plus_the_weighted_rating(rec) -> None:
+    assert rec.record["ranking"]["rating_weight"] == rec.rating_weight  # chosen on validation users
     user = rec.adapt(DRAMA_LOVER)
-    plain = user.recommend(n=len(ALL_ITEMS), popularity_weight=0)
-    np.testing.assert_allclose(plain["score"].to_numpy(), plain["rating"].to_numpy())
-    assert (np.diff(plain["rating"].to_numpy()) <= 0).all()
-    assert set(plain["item_id"].head(5).to_list()) <= set(DRAMA + UNRATED_DRAMA)
-    boosted = user.recommend(n=len(ALL_ITEMS), popularity_weight=3.0)
-    popularity = rec.catalogue.popularity[rec.catalogue.indices(boosted["item_id"].to_list())]
-    bonus = 3.0 * np.log1p(popularity) / np.log1p(rec.catalogue.popularity.max())
-    np.testing.assert_allclose(boosted["score"].to_numpy() - boosted["rating"].to_numpy(), bonus, atol=1e-9)
-    assert (np.diff(boosted["score"].to_numpy()) <= 0).all()
-    # Unrated items get no bonus, so a large weight pushes them below every rated drama.
-    last = boosted.filter(pl.col("item_id").is_in(UNRATED))["rank"].min()
-    assert last > max(boosted.filter(pl.col("item_id").is_in(DRAMA))["rank"].to_list())
+    for weight in (0.0, 3.0):
+        ranked = user.recommend(n=len(ALL_ITEMS), rating_weight=weight)
+        positions = rec.catalogue.indices(ranked["item_id"].to_list())
+        picks = user.pick_scores(positions)
+        low, high = rec.rating_range
+        expected = picks / np.abs(picks).max() + weight * (ranked["rating"].to_numpy() - low) / (high - low)
+        np.testing.assert_allclose(ranked["score"].to_numpy(), expected, rtol=1e-5)
+        assert (np.diff(ranked["score"].to_numpy()) <= 0).all()
+    # Items nobody rated have a zero pick score; with the rating ignored, every item that goes with the
+    # user's history (a positive pick score) ranks above them.
+    by_picks = user.recommend(n=len(ALL_ITEMS), rating_weight=0.0)
+    unrated = by_picks.filter(pl.col("item_id").is_in(UNRATED))
+    assert np.allclose(unrated["score"].to_numpy(), 0.0, atol=1e-6)
+    assert by_picks.filter(pl.col("score") > 1e-3)["rank"].max() < unrated["rank"].min()
+    # A large rating weight ranks by the predicted rating, which puts drama first for a drama lover.
+    by_rating = user.recommend(n=5, rating_weight=1000.0)
+    assert set(by_rating["item_id"].to_list()) <= set(DRAMA + UNRATED_DRAMA)
+
+
+def test_pick_scores_follow_who_rated_what() -> None:
+    """PureSVD: items rated by the same users as the history's items score higher than others."""
+    from personalize.recommend.ranking import implicit_item_vectors, pick_scores
+
+    users = np.repeat(np.arange(40), 3)
+    items = np.tile([0, 1, 2], 40) + np.where(users < 20, 0, 3)  # users 0-19 rate 0, 1, 2; the others 3, 4, 5
+    vectors, default = implicit_item_vectors(users, items, n_items=7, factors=2)
+    scores = pick_scores(vectors, default, np.array([0]), np.arange(7))
+    assert scores[1] > scores[4] and scores[2] > scores[5]   # 0 goes with 1 and 2, not with 4 and 5
+    assert scores[6] == pytest.approx(0.0, abs=1e-6)         # nobody rated item 6
+    popular = pick_scores(vectors, default, np.array([], dtype=np.int64), np.arange(7))
+    assert popular[6] == pytest.approx(0.0, abs=1e-6) and popular[:6].min() > 0
 
 
 # --- many users, ids, frames -----------------------------------------------------------------------------
@@ -622,7 +641,7 @@ def test_greedy_gains_equal_the_actual_shrinkage_of_the_posterior() -> None:
 def test_a_log_with_repeated_ratings_still_meta_fits(data) -> None:
     """Real logs hold re-ratings; a validation user's item can then land in both the support and the
     held-out half when ``meta_fit`` tunes its ranking, and must count as seen there, not crash."""
-    from personalize.recommend.ranking import tune_popularity_weight
+    from personalize.recommend.ranking import tune_rating_weight
 
     ratings, items = data
     twice = pl.concat([ratings, ratings]).sort("user_id", maintain_order=True)
@@ -630,8 +649,52 @@ def test_a_log_with_repeated_ratings_still_meta_fits(data) -> None:
                                encoder=tiny_encoder(seed=0))
     assert rec.adapt(ACTION_LOVER).predict(ACTION[3:]).mean() > rec.adapt(ACTION_LOVER).predict(DRAMA[3:]).mean()
     # Directly: item 1 is both in the support and relevant; it is left out of the relevant items.
-    weight, scores = tune_popularity_weight([(np.array([0, 1]), np.array([5.0, 4.0]), np.array([1, 2]))],
-                                            lambda support, values: np.array([0.0, 9.0, 1.0, 3.0]),
-                                            popularity=np.array([1, 1, 1, 1]), weights=(0.0, 1.0))
+    weight, scores = tune_rating_weight([(np.array([0, 1]), np.array([5.0, 4.0]), np.array([1, 2]))],
+                                        lambda support, values: (np.array([0.0, 9.0, 1.0, 3.0]), np.zeros(4)),
+                                        rating_range=(1.0, 5.0), weights=(0.0, 1.0))
     assert set(scores) == {0.0, 1.0} and weight == 0.0
-    assert scores[0.0] == pytest.approx(1 / math.log2(3))  # item 2 ranked second after item 3 (unseen)
+    assert scores[0.0] == pytest.approx(1.0)               # all tied: catalogue order puts item 2 first
+    assert scores[1.0] == pytest.approx(1 / math.log2(3))  # by rating: item 2 second after item 3 (unseen)
+
+
+# --- point estimates and the rating distribution ------------------------------------------------------------
+
+
+def test_rating_distribution_is_a_distribution_over_the_training_levels(rec) -> None:
+    user = rec.adapt(ACTION_LOVER)
+    levels, probabilities = user.rating_distribution(ACTION[6:9] + DRAMA[6:9])
+    assert levels.tolist() == rec.rating_levels == sorted(set(rec.rating_levels))
+    assert probabilities.shape == (6, len(levels))
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-9)
+    assert (probabilities >= 0).all()
+    # An action lover puts more mass on the top level for action items than for drama items.
+    assert probabilities[:3, -1].min() > probabilities[3:, -1].max()
+
+
+def test_median_estimate_is_the_level_where_the_distribution_crosses_one_half(rec) -> None:
+    user = rec.adapt(DRAMA_LOVER)
+    items = ACTION[6:10] + DRAMA[6:10]
+    median = user.predict(items, estimate="median")
+    levels, probabilities = user.rating_distribution(items)
+    assert set(median.tolist()) <= set(levels.tolist())
+    for row, value in zip(probabilities, median):
+        position = levels.tolist().index(value)
+        assert row[: position + 1].sum() >= 0.5 and row[:position].sum() < 0.5
+    # For a Gaussian predictive the median level is the level nearest the mean.
+    mean = user.predict(items)
+    nearest = levels[np.abs(mean[:, None] - levels[None, :]).argmin(1)]
+    np.testing.assert_array_equal(median, nearest)
+    with pytest.raises(ConfigError, match="estimate must be"):
+        user.predict(items, estimate="mode")
+
+
+def test_ratings_on_a_continuous_scale_have_no_distribution(data) -> None:
+    ratings, items = data
+    noisy = ratings.with_columns(pl.col("rating") + pl.Series(np.linspace(0, 0.5, ratings.height)))
+    rec = Recommender.meta_fit(noisy, items, config=RecommenderConfig(factors=4, steps=5, val_every=5),
+                               encoder=tiny_encoder(seed=0))
+    assert rec.rating_levels is None
+    user = rec.adapt(ACTION_LOVER.head(2))
+    assert user.predict(ACTION[5:7]).shape == (2,)
+    with pytest.raises(ConfigError, match="no rating distribution"):
+        user.predict(ACTION[5:7], estimate="median")

@@ -39,6 +39,8 @@ class RecommenderConfig:
     """Alternating least-squares rounds of that factorisation."""
     text_ridge: float = 1.0
     """Ridge of the regression from item text to the items' own parameters (what new items get)."""
+    implicit_factors: int = 20
+    """Size of the PureSVD item vectors that rank items by how likely a user is to pick them."""
     initial_prior_std: float = 0.3
     """Starting prior standard deviation of each taste weight."""
     initial_noise_std: float = 0.9
@@ -73,7 +75,7 @@ class RecommenderConfig:
 
     def __post_init__(self) -> None:
         for name in ("factors", "steps", "users_per_step", "query_size", "max_support", "val_every", "text_batch_size",
-                     "als_iterations"):
+                     "als_iterations", "implicit_factors"):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                     f"RecommenderConfig.{name} must be an int >= 1, got {value!r}")

@@ -35,7 +35,7 @@ from personalize.recommend.config import RecommenderConfig
 from personalize.recommend.inputs import Columns, checked_items, checked_ratings
 from personalize.recommend.model import RatingModel
 from personalize.recommend.posterior import Posterior, information_gain, user_posterior, variance_reduction
-from personalize.recommend.ranking import tune_popularity_weight
+from personalize.recommend.ranking import implicit_item_vectors, tune_rating_weight
 from personalize.recommend.training import pad_ratings, train_rating_model
 from personalize.recommend.user_model import UserModel
 from personalize.tasks.interactions import InteractionPool, melu_episodes
@@ -63,14 +63,17 @@ class ItemTables:
     prior_mean: torch.Tensor        # [D]
     prior_variance: torch.Tensor    # [D]
     noise_variance: torch.Tensor    # scalar
+    implicit: torch.Tensor          # [M, k]: PureSVD vectors of who rated what (zero for added items)
+    implicit_default: torch.Tensor  # [k]: the pick profile of a user with no rating (popularity)
 
     @classmethod
-    def from_model(cls, model: RatingModel) -> ItemTables:
+    def from_model(cls, model: RatingModel, implicit: torch.Tensor, implicit_default: torch.Tensor) -> ItemTables:
         features, base = model.catalogue_tables()
         with torch.no_grad():
             return cls(features, base, model.text_weights.clone(),
                        model.global_mean.detach().clone(), model.prior_mean.detach().clone(),
-                       model.prior_variance.detach().clone(), model.noise_variance.detach().clone())
+                       model.prior_variance.detach().clone(), model.noise_variance.detach().clone(),
+                       implicit, implicit_default)
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         return {name: value.contiguous() for name, value in vars(self).items()}
@@ -85,10 +88,14 @@ class Recommender:
 
     def __init__(self, *, config: RecommenderConfig, columns: Columns, catalogue: Catalogue, tables: ItemTables,
                  rating_range: tuple[float, float], encoder_record: dict[str, Any], record: dict[str, Any],
-                 encoder: Encoder | None = None, popularity_weight: float = 0.0) -> None:
+                 encoder: Encoder | None = None, rating_weight: float = 1.0,
+                 rating_levels: list[float] | None = None) -> None:
         self.config = config
-        self.popularity_weight = popularity_weight
-        """How much ``UserModel.recommend`` favours well-known items (chosen on validation users)."""
+        self.rating_levels = rating_levels
+        """The distinct training ratings when there are at most 20 (e.g. 1-5 stars), else None."""
+        self.rating_weight = rating_weight
+        """How much ``UserModel.recommend`` weighs the predicted rating against the pick score
+        (chosen on validation users)."""
         self.columns = columns
         self.catalogue = catalogue
         self.tables = tables
@@ -152,15 +159,19 @@ class Recommender:
             model.item_vectors.copy_(vectors)
             model.fit_text(torch.as_tensor(catalogue.popularity))
         values = ratings["rating"]
-        recommender = cls(config=config, columns=columns, catalogue=catalogue, tables=ItemTables.from_model(model),
+        implicit = implicit_item_vectors(indexed[0]["user_id"].to_numpy(), indexed[0]["item_id"].to_numpy(),
+                                         len(catalogue), config.implicit_factors, config.seed)
+        recommender = cls(config=config, columns=columns, catalogue=catalogue,
+                          tables=ItemTables.from_model(model, *implicit),
                           rating_range=(float(values.min()), float(values.max())),
+                          rating_levels=_rating_levels(values.to_numpy()),
                           encoder_record=encoder_record(encoder), record=record, encoder=encoder)
         recommender._tune_ranking(InteractionPool(indexed[1]))
         return recommender
 
     def _tune_ranking(self, validation: InteractionPool) -> None:
-        """Choose ``popularity_weight`` on the validation users: support = all but ``query_size``
-        ratings, relevant = held-out ratings in the top quarter of the rating range."""
+        """Choose ``rating_weight`` on the validation users: support = all but ``query_size`` ratings,
+        relevant = held-out ratings in the top quarter of the rating range."""
         low, high = self.rating_range
         threshold = low + 0.75 * (high - low)
         episodes = melu_episodes(validation, seed=self.config.seed, min_ratings=self.config.query_size + 1,
@@ -168,11 +179,12 @@ class Recommender:
         users = [(e.support_items, e.support_ratings, e.query_items[e.query_ratings >= threshold]) for e in episodes]
         everything = np.arange(len(self.catalogue))
 
-        def predict_all(support: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-            return self._adapt_padded([support], [ratings], [None])[0]._scores(everything)[0]
+        def predict_all(support: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            user = self._adapt_padded([support], [ratings], [None])[0]
+            return user._scores(everything)[0], user.pick_scores(everything)
 
-        self.popularity_weight, scores = tune_popularity_weight(users, predict_all, self.catalogue.popularity)
-        self.record["ranking"] = {"popularity_weight": self.popularity_weight,
+        self.rating_weight, scores = tune_rating_weight(users, predict_all, self.rating_range)
+        self.record["ranking"] = {"rating_weight": self.rating_weight,
                                   "validation_ndcg@10": {str(weight): score for weight, score in scores.items()}}
 
     # --- users --------------------------------------------------------------------------------------------
@@ -295,6 +307,7 @@ class Recommender:
         self.catalogue.extend(ids, frame["text"].to_list(), titles)
         tables.features = torch.cat([tables.features, features])
         tables.base = torch.cat([tables.base, base])
+        tables.implicit = torch.cat([tables.implicit, torch.zeros(len(ids), tables.implicit.shape[1])])
 
     # --- saving ----------------------------------------------------------------------------------------------
 
@@ -303,7 +316,8 @@ class Recommender:
         catalogue = self.catalogue
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
                     "columns": self.columns.to_dict(), "rating_range": list(self.rating_range),
-                    "popularity_weight": self.popularity_weight,
+                    "rating_levels": self.rating_levels,
+                    "rating_weight": self.rating_weight,
                     "encoder": self.encoder_record, "record": self.record,
                     "items": {"ids": catalogue.ids, "texts": catalogue.texts, "titles": catalogue.titles,
                               "popularity": catalogue.popularity.tolist()}}
@@ -329,7 +343,7 @@ class Recommender:
                                        popularity=items["popularity"]),
                    tables=ItemTables(**tensors), rating_range=tuple(document["rating_range"]),
                    encoder_record=document["encoder"], record=document["record"], encoder=encoder,
-                   popularity_weight=float(document["popularity_weight"]))
+                   rating_weight=float(document["rating_weight"]), rating_levels=document["rating_levels"])
 
 
 def _hold_out_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -344,6 +358,12 @@ def _hold_out_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[p
                            config.seed).val or (eligible[0],)
     is_held_out = pl.col("user_id").is_in(list(held_out))
     return ratings.filter(~is_held_out), ratings.filter(is_held_out)
+
+
+def _rating_levels(values: np.ndarray, most: int = 20) -> list[float] | None:
+    """The distinct ratings, when there are at most ``most`` of them."""
+    levels = np.unique(values)
+    return [float(level) for level in levels] if len(levels) <= most else None
 
 
 def _split_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.DataFrame, pl.DataFrame]:

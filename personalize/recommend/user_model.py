@@ -15,7 +15,7 @@ import torch
 
 from personalize.errors import ConfigError, require
 from personalize.recommend.posterior import Posterior, predictive
-from personalize.recommend.ranking import ranking_scores
+from personalize.recommend.ranking import pick_scores, ranking_scores
 
 if TYPE_CHECKING:
     import polars as pl
@@ -41,36 +41,65 @@ class UserModel:
     def __repr__(self) -> str:
         return f"UserModel(user={self.user!r}, ratings={len(self.seen)})"
 
-    def predict(self, item_ids: Sequence[Hashable], *, return_std: bool = False) -> Any:
-        """Predicted ratings of ``item_ids`` (numpy, clipped to the training rating range); with
+    def predict(self, item_ids: Sequence[Hashable], *, return_std: bool = False, estimate: str = "mean") -> Any:
+        """Predicted ratings of ``item_ids`` (numpy, within the training rating range); with
         ``return_std`` also the predictive standard deviation (noise plus what the model does not
-        yet know about this user). Unknown ids raise SchemaError."""
+        yet know about this user). Unknown ids raise SchemaError.
+
+        ``estimate="mean"`` gives the expected rating (best for squared error and for ranking);
+        ``"median"`` the median of :meth:`rating_distribution`, a rating level: the best single guess
+        under absolute error (MAE) when ratings come in levels such as 1-5 stars.
+        """
         require(not isinstance(item_ids, (str, bytes)), "item_ids must be a list of ids, not a single string")
+        require(estimate in ("mean", "median"), f"estimate must be 'mean' or 'median', got {estimate!r}", ConfigError)
         positions = self.recommender.catalogue.indices(list(item_ids))
         mean, variance = self._scores(positions)
+        if estimate == "median":
+            levels, probabilities = self._distribution(mean, variance)
+            mean = levels[(np.cumsum(probabilities, axis=1) >= 0.5).argmax(axis=1)]
         return (mean, np.sqrt(variance)) if return_std else mean
 
+    def rating_distribution(self, item_ids: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+        """The rating levels seen in training and each item's probability of each: ([L], [n, L]).
+
+        The Gaussian predictive is cut at the midpoints between levels (the end levels take the tails).
+        Needs a recommender whose training ratings came in at most 20 levels.
+        """
+        require(not isinstance(item_ids, (str, bytes)), "item_ids must be a list of ids, not a single string")
+        mean, variance = self._scores(self.recommender.catalogue.indices(list(item_ids)))
+        return self._distribution(mean, variance)
+
+    def _distribution(self, mean: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        levels = self.recommender.rating_levels
+        require(levels is not None, "this recommender's training ratings were not in a few levels (such as 1-5 "
+                                    "stars): it has no rating distribution; use estimate='mean'", ConfigError)
+        levels = np.asarray(levels, dtype=np.float64)
+        cuts = (levels[1:] + levels[:-1]) / 2
+        below = _normal_cdf((cuts[None, :] - mean[:, None]) / np.sqrt(variance)[:, None])
+        cumulative = np.concatenate([np.zeros((len(mean), 1)), below, np.ones((len(mean), 1))], axis=1)
+        return levels, np.diff(cumulative, axis=1)
+
     def recommend(self, n: int = 10, *, exclude_seen: bool = True, candidates: Sequence[Hashable] | None = None,
-                  popularity_weight: float | None = None) -> pl.DataFrame:
+                  rating_weight: float | None = None) -> pl.DataFrame:
         """The ``n`` best items: a polars frame item_id, score, rating, std, rank (1 = best), and title
         when the catalogue has titles.
 
         ``rating`` is the predicted rating and ``std`` its predictive standard deviation; ``score``
-        ranks them: the rating plus ``popularity_weight`` times the item's scaled log popularity (see
-        :mod:`personalize.recommend.ranking`; default: the weight chosen in meta-training, 0 ranks by
-        rating alone). ``candidates`` restricts the ranking to those ids.
+        ranks them: how likely the user is to pick the item, from the items they rated, plus
+        ``rating_weight`` times the scaled predicted rating (see :mod:`personalize.recommend.ranking`;
+        default: the weight chosen in meta-training). ``candidates`` restricts the ranking to those ids.
         """
         import polars as pl
 
         require(isinstance(n, int) and n >= 1, f"n must be an int >= 1, got {n!r}", ConfigError)
-        weight = self.recommender.popularity_weight if popularity_weight is None else popularity_weight
-        require(weight >= 0, f"popularity_weight must be >= 0, got {weight!r}", ConfigError)
+        weight = self.recommender.rating_weight if rating_weight is None else rating_weight
+        require(weight >= 0, f"rating_weight must be >= 0, got {weight!r}", ConfigError)
         catalogue = self.recommender.catalogue
         positions = np.arange(len(catalogue)) if candidates is None else catalogue.indices(list(candidates))
         if exclude_seen:
             positions = positions[~np.isin(positions, self.seen)]
         mean, variance = self._scores(positions)
-        score = ranking_scores(mean, catalogue.popularity[positions], weight)
+        score = ranking_scores(mean, self.pick_scores(positions), weight, self.recommender.rating_range)
         order = np.argsort(-score, kind="stable")[:n]
         chosen = positions[order]
         frame = pl.DataFrame({"item_id": [catalogue.ids[p] for p in chosen], "score": score[order],
@@ -80,6 +109,11 @@ class UserModel:
             frame = frame.with_columns(pl.Series("title", [catalogue.titles[p] for p in chosen]))
         return frame
 
+    def pick_scores(self, positions: np.ndarray) -> np.ndarray:
+        """How strongly the items at catalogue ``positions`` go with the items this user rated."""
+        tables = self.recommender.tables
+        return pick_scores(tables.implicit, tables.implicit_default, self.seen, positions)
+
     def _scores(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tables = self.recommender.tables
         index = torch.as_tensor(positions, dtype=torch.long)
@@ -88,3 +122,7 @@ class UserModel:
                                         tables.noise_variance)
         low, high = self.recommender.rating_range
         return np.clip(mean[0].numpy().astype(np.float64), low, high), variance[0].numpy().astype(np.float64)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + torch.special.erf(torch.as_tensor(z / np.sqrt(2.0))).numpy())
