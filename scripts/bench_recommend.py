@@ -325,7 +325,7 @@ def plot(s: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name, curve in s["curve"].items():
         means = [curve[k]["mean"] for k in SHOTS]
-        axis.plot(SHOTS, means, marker="o", linewidth=2.5 if name == OURS else 1.2, label=name)
+        axis.plot(SHOTS, means, marker="o", linewidth=2.5 if name in (OURS, OURS_MEDIAN) else 1.2, label=name)
     axis.set_xscale("log")
     axis.set_xticks(SHOTS, [str(k) for k in SHOTS])
     axis.set_xlabel("support ratings per test user (K)")

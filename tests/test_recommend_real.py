@@ -58,3 +58,20 @@ def test_adapted_users_beat_the_bias_baseline_on_new_movielens_users(fitted) -> 
     ours_mae, baseline_mae = mae(ours, truth), mae(theirs, truth)
     assert ours_mae < baseline_mae, (ours_mae, baseline_mae)
     assert 0.5 < ours_mae < 1.0, ours_mae  # sanity: MovieLens MAEs of any real model sit in this band
+
+
+@pytest.mark.slow
+def test_shipped_recommender_loads_and_the_demo_shows_adaptation_helping(real_data, capsys) -> None:
+    """``pz.load("movielens")`` works offline, and the demo's MAE falls as test users give more ratings."""
+    import re
+
+    from personalize.cli import recommend_demo
+
+    recommender = pz.load("movielens")
+    assert len(recommender.catalogue) == 1682 and recommender.rating_levels == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert recommender.record["run"]["split_seed"] == 0
+    recommend_demo()
+    printed = capsys.readouterr().out
+    maes = [float(value) for value in re.findall(r"\|\s*58\s*\|\s*([0-9.]+)\s*\|", printed)]
+    assert len(maes) == 4 and maes[-1] < maes[1] < maes[0]   # all ratings < 1 rating < none (the prior)
+    assert "the top 5" in printed and "Ask them next about" in printed

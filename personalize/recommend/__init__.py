@@ -2,8 +2,8 @@
 
 Modules, in reading order: ``inputs`` (checking frames), ``catalogue`` (item ids and texts),
 ``config``, ``posterior`` (a user's taste in closed form), ``model`` (what is meta-learned),
-``training`` (the meta-training loop), ``user_model`` and ``recommender`` (the public API),
-``baselines`` and ``metrics`` (for the benchmark).
+``training`` (the meta-training loop), ``ranking`` (top-N scores), ``user_model`` and
+``recommender`` (the public API), ``baselines`` and ``metrics`` (for the benchmark).
 """
 
 from personalize.recommend.config import RecommenderConfig
