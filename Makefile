@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make demo   create or reuse .venv, install, fetch the data, run the main job on shipped defaults
+#   make demo   create or reuse .venv, install, fetch the data, open the demo app on the shipped models
 #   make test   create or reuse .venv, install, run the whole test suite
 # The CPU build of torch is installed before the project, so nothing pulls a multi-GB CUDA build.
 # For a GPU, see the README: install the CUDA torch wheel into the venv first, then `make demo`.
@@ -18,7 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The fetch shows each step; offline, the app starts anyway and says what to do.
 demo: $(STAMP)
+	-$(VENV)/bin/personalize data fetch
+	$(VENV)/bin/streamlit run apps/Home.py --browser.gatherUsageStats false
+
+# The same showcases in the terminal, no browser.
+demo-cli: $(STAMP)
 	$(VENV)/bin/personalize demo
 
 test: $(STAMP)
@@ -27,4 +33,4 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-.PHONY: install demo test test-fast
+.PHONY: install demo demo-cli test test-fast

@@ -726,3 +726,16 @@ def test_adapt_users_script_writes_every_users_top_n_or_nothing(saved, data, tmp
     assert module.main([str(log), "--out", str(failed), "--model", str(saved)]) == 2
     assert "lacks column(s) 'user_id'" in capsys.readouterr().err
     assert not failed.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".failed")]
+
+
+def test_similar_rated_names_liked_items_of_the_same_kind(rec) -> None:
+    """The reason given for an action film is an action film the user liked, never a disliked drama."""
+    user = rec.adapt(history(ACTION[:3] + DRAMA[:3], [5, 5, 4, 1, 1, 2]))
+    assert user.ratings.tolist() == [5.0, 5.0, 4.0, 1.0, 1.0, 2.0]
+    because = user.similar_rated([ACTION[10], DRAMA[10]], n=2)
+    assert set(because) == {ACTION[10], DRAMA[10]}
+    assert 1 <= len(because[ACTION[10]]) <= 2
+    assert all(item in ACTION[:3] for item, _ in because[ACTION[10]])
+    assert all(item not in DRAMA[:3] for items in because.values() for item, _ in items)  # disliked: never a reason
+    similarities = [value for _, value in because[ACTION[10]]]
+    assert similarities == sorted(similarities, reverse=True) and all(0 < value <= 1 + 1e-6 for value in similarities)

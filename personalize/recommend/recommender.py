@@ -228,8 +228,8 @@ class Recommender:
         with torch.no_grad():
             posterior = user_posterior(tables.features[index], targets - tables.base[index], mask,
                                        tables.prior_mean, tables.prior_variance, tables.noise_variance)
-        return [UserModel(self, Posterior(posterior.mean[i : i + 1], posterior.covariance[i : i + 1]), items[i], user)
-                for i, user in enumerate(users)]
+        return [UserModel(self, Posterior(posterior.mean[i : i + 1], posterior.covariance[i : i + 1]), items[i], user,
+                          values[i]) for i, user in enumerate(users)]
 
     def suggest_to_rate(self, history: Any = None, n: int = 5, *, candidates: Any = None,
                         popularity_weight: float = 1.0, criterion: str = "variance",

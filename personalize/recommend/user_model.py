@@ -30,12 +30,15 @@ class UserModel:
         user: the user's id (None for an anonymous history).
         posterior: mean [1, D] and covariance [1, D, D] of the user's taste weights.
         seen: catalogue positions of the items in the user's history.
+        ratings: the user's ratings of those items.
     """
 
-    def __init__(self, recommender: Recommender, posterior: Posterior, seen: np.ndarray, user: Hashable = None) -> None:
+    def __init__(self, recommender: Recommender, posterior: Posterior, seen: np.ndarray, user: Hashable = None,
+                 ratings: np.ndarray | None = None) -> None:
         self.recommender = recommender
         self.posterior = posterior
         self.seen = np.asarray(seen, dtype=np.int64)
+        self.ratings = np.asarray(ratings if ratings is not None else np.full(len(self.seen), np.nan), dtype=np.float64)
         self.user = user
 
     def __repr__(self) -> str:
@@ -108,6 +111,22 @@ class UserModel:
         if catalogue.titles is not None:
             frame = frame.with_columns(pl.Series("title", [catalogue.titles[p] for p in chosen]))
         return frame
+
+    def similar_rated(self, item_ids: Sequence[Hashable], n: int = 2) -> dict[Hashable, list[tuple[Hashable, float]]]:
+        """For each item, the ``n`` items this user rated at or above their own average that resemble it
+        most (cosine of the items' taste features), with the similarity: a short "because you liked".
+
+        An item that resembles none of them (similarity <= 0) gets fewer, possibly none.
+        """
+        catalogue, features = self.recommender.catalogue, self.recommender.tables.features[:, 1:].numpy()
+        liked = self.seen[self.ratings >= np.nanmean(self.ratings)] if len(self.seen) else self.seen
+        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        result = {}
+        for item, position in zip(item_ids, catalogue.indices(list(item_ids))):
+            similarity = unit[liked] @ unit[position]
+            order = [i for i in np.argsort(-similarity, kind="stable") if similarity[i] > 0 and liked[i] != position]
+            result[item] = [(catalogue.ids[liked[i]], float(similarity[i])) for i in order[:n]]
+        return result
 
     def pick_scores(self, positions: np.ndarray) -> np.ndarray:
         """How strongly the items at catalogue ``positions`` go with the items this user rated."""

