@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", action="append", help="run only this method (repeat for several; default: all)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the cells of the existing JSON in --out-dir that this run does not measure")
+    parser.add_argument("--extra", action="store_true",
+                        help="with --merge: add --classifier's rows beside the shipped model's, which stays the "
+                             "model the goal lines judge")
     parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     parser.add_argument("--out-dir", default="docs", help="where the report, JSON and plot go (default docs)")
     args = parser.parse_args(argv)
@@ -372,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
         if document.get("seed", args.seed) != args.seed:
             sys.exit(f"--merge: {json_path} used seed {document['seed']}, not {args.seed}: the episodes would differ")
 
+    if args.extra and not args.merge:
+        sys.exit("--extra adds rows to an existing report: use it with --merge")
     classifier = pz.load(args.classifier)
     methods, meta, pooled_name = build_methods(args, classifier)
     started = time.perf_counter()
@@ -380,6 +385,13 @@ def main(argv: list[str] | None = None) -> None:
         for name, cells in by_method.items():
             document["results"].setdefault(task, {}).setdefault(name, {}).update(cells)
     record = classifier.record
+    if args.extra:  # another model's rows beside the shipped one: the goal lines keep the shipped model
+        document["runs"].append({"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
+                                 "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
+                                 "model": f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"})
+        json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        print("\n".join(render(document, shots, out)))
+        return
     document.update({
         "seed": args.seed,
         "meta_method": meta,
