@@ -158,3 +158,14 @@ def test_benchmarks_page_shows_every_report() -> None:
     text = " ".join(element.value for element in at.markdown)
     assert "Recommendation benchmark" in text and "MeLU protocol" in text and "few-shot sentiment benchmark" in text
     assert len(at.get("image")) == 2  # the sentiment and recommendation plots
+
+
+@pytest.mark.slow
+def test_recommendations_page_never_asks_about_a_film_the_user_has_not_seen_again(real_data) -> None:
+    at = app("pages/2_Recommendations.py").run()
+    at.radio(key="mode").set_value("A new user (answer a few questions)").run()
+    first = [question.label for question in at.select_slider]
+    at.button[0].click().run()  # all three left at "not seen"
+    assert not at.exception and at.session_state["answers"] == {}
+    second = [question.label for question in at.select_slider]
+    assert len(second) == 3 and not set(first) & set(second)

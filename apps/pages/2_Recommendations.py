@@ -51,9 +51,11 @@ if mode == EXISTING:
 
 elif mode == NEW:
     answers: dict = st.session_state.setdefault("answers", {})
+    skipped: set = st.session_state.setdefault("skipped", set())
     history = pl.DataFrame({"item_id": list(answers), "rating": [float(r) for r in answers.values()]},
                            schema={"item_id": pl.Int64, "rating": pl.Float64})
-    asked = recommender.suggest_to_rate(history if answers else None, n=3)
+    candidates = [item for item in recommender.catalogue.ids if item not in skipped]
+    asked = recommender.suggest_to_rate(history if answers else None, n=3, candidates=candidates)
     st.subheader("Rate these (the ones the model learns most from)")
     with st.form("questions"):
         picks = {}
@@ -62,13 +64,11 @@ elif mode == NEW:
                                            key=f"ask_{item}")
         submitted = st.form_submit_button("Save my ratings", type="primary")
     if submitted:
-        rated = {item: value for item, value in picks.items() if value != "not seen"}
-        if not rated:
-            st.warning("Rate at least one film, or pick 'not seen' on all and ask again later.")
-        answers.update(rated)
+        answers.update({item: value for item, value in picks.items() if value != "not seen"})
+        skipped.update(item for item, value in picks.items() if value == "not seen")  # never asked again
         st.rerun()
     if st.button("Start over", key="reset"):
-        st.session_state["answers"] = {}
+        st.session_state["answers"], st.session_state["skipped"] = {}, set()
         st.rerun()
     user = recommender.adapt(history) if answers else None
     left, right = st.columns(2)
