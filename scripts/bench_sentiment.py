@@ -388,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.extra:  # another model's rows beside the shipped one: the goal lines keep the shipped model
         document["runs"].append({"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
                                  "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
+                                 "machine": f"{platform.processor() or platform.machine()}, "
+                                            f"{torch.get_num_threads()} torch threads, {classifier.encoder.device}",
                                  "model": f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"})
         json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         print("\n".join(render(document, shots, out)))
