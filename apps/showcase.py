@@ -234,8 +234,8 @@ def test_user_episodes() -> dict:
 
 
 def popular_titles(recommender: Any, exclude: list, n: int = 10) -> pl.DataFrame:
-    catalogue = recommender.catalogue
-    order = [p for p in np.argsort(-catalogue.popularity, kind="stable") if catalogue.ids[p] not in set(exclude)][:n]
+    catalogue, excluded = recommender.catalogue, set(exclude)
+    order = [p for p in np.argsort(-catalogue.popularity, kind="stable") if catalogue.ids[p] not in excluded][:n]
     return pl.DataFrame({"rank": list(range(1, len(order) + 1)), "title": [catalogue.titles[p] for p in order],
                          "ratings in training": [int(catalogue.popularity[p]) for p in order]})
 

@@ -24,9 +24,11 @@ class RecommenderConfig:
     factors: int = 10
     """Size of the item vector z_i a user's taste weights read (plus one weight for the user's bias)."""
     use_text: bool = True
-    """Item text through the frozen encoder, projected to z_i and to a text bias: what scores new items."""
+    """Item text through the frozen encoder, regressed onto the items' own bias and vector: what scores
+    new items (and items nobody rated in training)."""
     use_item_parameters: bool = True
-    """A learned bias and vector per item seen in meta-training, added to the text part (collaborative)."""
+    """A bias and vector per item rated in training, from matrix factorisation of the log (collaborative);
+    False scores every item from its text alone."""
     item_dropout: float = 0.1
     """Chance that an item is scored from its text alone in a meta-training step, so that the prior
     also fits items that are new."""
