@@ -222,7 +222,6 @@ def session_recommender() -> Any:
         shared = recommender()
         own = copy.copy(shared)
         own.catalogue, own.tables = copy.deepcopy(shared.catalogue), copy.deepcopy(shared.tables)
-        own._encoder = None
         st.session_state["recommender"] = own
     return st.session_state["recommender"]
 
@@ -242,8 +241,7 @@ def popular_titles(recommender: Any, exclude: list, n: int = 10) -> pl.DataFrame
 
 def add_film(recommender: Any, title: str, text: str) -> int:
     """Add a film by its text under a new id; returns the id."""
-    if recommender._encoder is None:
-        recommender._encoder = encoder()
+    recommender.encoder = encoder()  # the cached one, not a second MiniLM per visitor
     item_id = max(int(i) for i in recommender.catalogue.ids) + 1
     recommender.add_items(pl.DataFrame({"item_id": [item_id], "text": [text], "title": [title.strip()]}))
     return item_id

@@ -50,14 +50,12 @@ def user_posterior(features: torch.Tensor, residuals: torch.Tensor, mask: torch.
         noise_variance: scalar σ².
     """
     weighted = features * mask.unsqueeze(-1)
-    dimension = features.shape[-1]
     precision = torch.einsum("und,une->ude", weighted, features) / noise_variance
     precision = precision + torch.diag_embed(1.0 / prior_variance + JITTER).expand_as(precision)
     factor = torch.linalg.cholesky(precision)
     target = prior_mean / prior_variance + torch.einsum("und,un->ud", weighted, residuals) / noise_variance
     mean = torch.cholesky_solve(target.unsqueeze(-1), factor).squeeze(-1)
     covariance = torch.cholesky_inverse(factor)
-    assert covariance.shape[-1] == dimension
     return Posterior(mean=mean, covariance=covariance)
 
 

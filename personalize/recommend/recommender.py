@@ -36,9 +36,9 @@ from personalize.recommend.inputs import Columns, checked_items, checked_ratings
 from personalize.recommend.model import RatingModel
 from personalize.recommend.posterior import Posterior, information_gain, user_posterior, variance_reduction
 from personalize.recommend.ranking import implicit_item_vectors, tune_rating_weight
-from personalize.recommend.training import pad_ratings, train_rating_model
+from personalize.recommend.training import held_out_episodes, pad_ratings, train_rating_model
 from personalize.recommend.user_model import UserModel
-from personalize.tasks.interactions import InteractionPool, melu_episodes
+from personalize.tasks.interactions import InteractionPool
 from personalize.tasks.splits import split_tasks
 
 if TYPE_CHECKING:
@@ -174,8 +174,7 @@ class Recommender:
         relevant = held-out ratings in the top quarter of the rating range."""
         low, high = self.rating_range
         threshold = low + 0.75 * (high - low)
-        episodes = melu_episodes(validation, seed=self.config.seed, min_ratings=self.config.query_size + 1,
-                                 max_ratings=int(validation.counts().max()), query_size=self.config.query_size)
+        episodes = held_out_episodes(validation, self.config)
         users = [(e.support_items, e.support_ratings, e.query_items[e.query_ratings >= threshold]) for e in episodes]
         everything = np.arange(len(self.catalogue))
 
@@ -287,6 +286,14 @@ class Recommender:
             check_encoder(encoder, self.encoder_record, "recommender")
             self._encoder = encoder
         return self._encoder
+
+    @encoder.setter
+    def encoder(self, encoder: Encoder) -> None:
+        """Give the recommender an already loaded encoder (checked against the one it was trained on)."""
+        from personalize.checkpoint import check_encoder
+
+        check_encoder(encoder, self.encoder_record, "recommender")
+        self._encoder = encoder
 
     def add_items(self, new_items: Any, *, columns: Columns | None = None) -> None:
         """Add items by text alone (item id, text, optional title): they are scored from their text,

@@ -77,6 +77,14 @@ def sample_training_step(pool: InteractionPool, config: RecommenderConfig, rng: 
     return support, query
 
 
+def held_out_episodes(pool: InteractionPool, config: RecommenderConfig, shots: int | None = None) -> list:
+    """One episode per user with more than ``query_size`` ratings, however many: ``query_size``
+    random ratings as the query, ``shots`` of the others (None = all) as the support."""
+    most = int(pool.counts().max()) if len(pool.counts()) else 0
+    return melu_episodes(pool, seed=config.seed, shots=shots, min_ratings=config.query_size + 1, max_ratings=most,
+                         query_size=config.query_size)
+
+
 VALIDATION_SHOTS = (1, 3, 5, 10, 20, None)
 """Support sizes of the validation episodes (None = all but the query): model selection weighs a
 user with one rating as much as one with many."""
@@ -87,9 +95,7 @@ def validation_batches(pool: InteractionPool, config: RecommenderConfig) -> list
     random ratings (the same at every size), the support K of the rest."""
     batches = []
     for shots in VALIDATION_SHOTS:
-        episodes = melu_episodes(pool, seed=config.seed, shots=shots, min_ratings=config.query_size + 1,
-                                 max_ratings=int(pool.counts().max()) if len(pool.counts()) else 0,
-                                 query_size=config.query_size)
+        episodes = held_out_episodes(pool, config, shots)
         if episodes:
             batches.append((pad_ratings([e.support_items for e in episodes], [e.support_ratings for e in episodes]),
                             pad_ratings([e.query_items for e in episodes], [e.query_ratings for e in episodes])))
