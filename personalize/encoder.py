@@ -22,9 +22,11 @@ torch.Size([2, 32])
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import AutoTokenizer, BatchEncoding, BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
@@ -44,6 +46,8 @@ from personalize.errors import ChecksumError, ConfigError, EncoderError, require
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
 _DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+Precision = Literal["auto", "float32", "bfloat16"]
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class EncoderConfig:
     """Allow fetching a Hub id from the internet; off by default so nothing is downloaded by surprise."""
     verify_checksum: bool = True
     """Check the bundled weights against their pinned sha256 (the hash is always recorded either way)."""
+    precision: Precision = "auto"
+    """``"auto"``, ``"float32"`` or ``"bfloat16"`` matrix products; see :meth:`Encoder.compute_dtype`."""
 
     def __post_init__(self) -> None:
         name = self.name_or_path
@@ -84,6 +90,21 @@ class EncoderConfig:
         for field in ("allow_download", "verify_checksum"):
             value = getattr(self, field)
             require(isinstance(value, bool), f"EncoderConfig.{field} must be True or False, got {value!r}")
+        _check_precision(self.precision, field="EncoderConfig.precision")
+
+
+def _check_precision(precision: object, field: str = "precision") -> None:
+    require(precision in PRECISIONS, f"{field} must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX).
+
+    Without it, bfloat16 on CPU is emulated and slower than float32.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 # ---------------------------------------------------------------------------------------- devices
@@ -188,8 +209,10 @@ class Encoder:
         weights_sha256: str | None,
         device: str | torch.device = "auto",
         max_length: int = 128,
+        precision: Precision = "auto",
     ) -> None:
         self.device = select_device(device)
+        self.precision = precision
         self.name = name
         self.weights_sha256 = weights_sha256
         self.tokenizer = tokenizer
@@ -211,6 +234,16 @@ class Encoder:
         self.model.requires_grad_(False)
 
     @property
+    def precision(self) -> Precision:
+        """``"auto"``, ``"float32"`` or ``"bfloat16"``: what :meth:`autocast` runs the encoder in; settable."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: Precision) -> None:
+        _check_precision(value)
+        self._precision = value
+
+    @property
     def hidden_size(self) -> int:
         """Width of each token vector and of the pooled sentence embedding."""
         return int(self.model.config.hidden_size)
@@ -224,7 +257,8 @@ class Encoder:
         sha = self.weights_sha256[:12] if self.weights_sha256 else None
         return (
             f"Encoder(name={self.name!r}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
-            f"device={str(self.device)!r}, max_length={self.max_length}, weights_sha256={sha!r})"
+            f"device={str(self.device)!r}, max_length={self.max_length}, precision={self.precision!r}, "
+            f"weights_sha256={sha!r})"
         )
 
     def tokenize(self, texts: Sequence[str]) -> BatchEncoding:
@@ -238,11 +272,40 @@ class Encoder:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return batch.to(self.device)
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA; a no-op elsewhere (CPU and MPS run in float32)."""
-        if self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def compute_dtype(self, inference: bool = False) -> torch.dtype:
+        """The dtype of the encoder's matrix products, for training or for ``inference``.
+
+        ``precision="auto"`` (the default) means bfloat16 on CUDA, and on a CPU with native bfloat16
+        (AVX512-BF16 or AMX) for inference only (adapting a metric or Bayesian learner, predicting,
+        embedding); training on CPU stays float32. On such CPUs inference is about 1.5x faster with
+        the same accuracy in the sentiment benchmark (docs/sentiment.md). ``"float32"`` never casts;
+        ``"bfloat16"`` always does, training included. MPS runs float32.
+
+        >>> encoder = tiny_encoder(precision="bfloat16")
+        >>> encoder.compute_dtype(), tiny_encoder(precision="float32").compute_dtype(inference=True)
+        (torch.bfloat16, torch.float32)
+        """
+        kind = self.device.type
+        if self.precision == "float32" or kind == "mps":
+            return torch.float32
+        if self.precision == "bfloat16" or kind == "cuda":
+            return torch.bfloat16
+        return torch.bfloat16 if inference and cpu_has_native_bf16() else torch.float32
+
+    def autocast(self, inference: bool = False) -> contextlib.AbstractContextManager:
+        """The context every forward pass runs in: autocast to :meth:`compute_dtype`, or nothing for float32.
+
+        Layer norms, softmax and pooling stay float32 under autocast.
+
+        >>> encoder = tiny_encoder(precision="bfloat16")
+        >>> with encoder.autocast():
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
+        """
+        dtype = self.compute_dtype(inference)
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def embed(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = False) -> torch.Tensor:
         """Mean-pooled sentence embeddings, (len(texts), hidden_size), float32 on CPU.
@@ -258,7 +321,7 @@ class Encoder:
         require(isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be an int >= 1, got {batch_size!r}")
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         pooled = torch.empty(len(texts), self.hidden_size, dtype=torch.float32)
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode(), self.autocast(inference=True):
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
                 batch = self.tokenize([texts[index] for index in indices])
@@ -317,6 +380,7 @@ def load_encoder(
     allow_download: bool = False,
     verify_checksum: bool = True,
     expected_sha256: str | None = None,
+    precision: Precision = "auto",
 ) -> Encoder:
     """Load a frozen encoder: bundled all-MiniLM-L6-v2 (default), a local folder, or a Hub id.
 
@@ -336,6 +400,7 @@ def load_encoder(
         max_length=max_length,
         allow_download=allow_download,
         verify_checksum=verify_checksum,
+        precision=precision,
     )
     return load_encoder_from_config(config, expected_sha256=expected_sha256)
 
@@ -356,7 +421,8 @@ def load_encoder_from_config(config: EncoderConfig, *, expected_sha256: str | No
             "encoder the checkpoint was trained with. Fix: load the encoder folder it recorded."
         )
     model, tokenizer = load_folder(folder)
-    return Encoder(model, tokenizer, name=name, weights_sha256=sha256, device=device, max_length=config.max_length)
+    return Encoder(model, tokenizer, name=name, weights_sha256=sha256, device=device, max_length=config.max_length,
+                   precision=config.precision)
 
 
 # ---------------------------------------------------------------------------------------- random encoders
@@ -379,10 +445,11 @@ def tiny_encoder(
     intermediate_size: int = 64,
     max_length: int = 64,
     device: str = "cpu",
+    precision: Precision = "float32",
 ) -> Encoder:
     """A small random BERT with a character tokenizer, built in memory in milliseconds (for tests).
 
-    The same seed gives identical weights on every machine.
+    The same seed gives identical weights, and (float32 by default) identical outputs, on every machine.
 
     >>> a, b = tiny_encoder(seed=7), tiny_encoder(seed=7)
     >>> torch.equal(a.embed(["same weights"]), b.embed(["same weights"]))
@@ -402,7 +469,8 @@ def tiny_encoder(
     name = f"tiny-bert(seed={seed}, hidden={hidden_size}, layers={num_layers}, heads={num_heads}, "
     name += f"ffn={intermediate_size})"
     model = _seeded_bert(config, seed)
-    return Encoder(model, tokenizer, name=name, weights_sha256=None, device=device, max_length=max_length)
+    return Encoder(model, tokenizer, name=name, weights_sha256=None, device=device, max_length=max_length,
+                   precision=precision)
 
 
 def random_minilm_encoder(seed: int = 0, device: str = "auto", max_length: int = 128) -> Encoder:

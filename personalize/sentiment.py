@@ -200,7 +200,7 @@ def tune_prior_strength(classifier: SentimentClassifier, suite: Any, *, shots: S
             [adapted] = classifier.adapt_many([(episode.support_texts, names)], [classifier.labels], prior_strength=0)
             queries = collate_tasks(learner.encoder, [episode.query_texts], [list(episode.query_labels)],
                                     kind="classification")
-            with torch.inference_mode(), learner.encoder.autocast():
+            with torch.inference_mode(), learner.encoder.autocast(inference=True):
                 features = learner.embed(queries)
             for strength in grid:
                 state = classifier._shrunk_toward_prior(adapted, strength) if strength > 0 else adapted.state

@@ -264,6 +264,12 @@ def goal_lines(results: dict, meta: str, zero_shot_name: str, pooled: str | None
     return lines
 
 
+def machine_precision(classifier: SentimentClassifier) -> str:
+    """Device and inference arithmetic of the run, e.g. ``cpu, bfloat16 inference``."""
+    encoder = classifier.encoder
+    return f"{encoder.device}, {str(encoder.compute_dtype(inference=True)).removeprefix('torch.')} inference"
+
+
 def build_methods(args: argparse.Namespace, classifier: SentimentClassifier) -> tuple[list[Method], str, str | None]:
     """Every method of the table; returns them, the name of the shipped model's row and of the pooled one."""
     encoder = classifier.encoder
@@ -357,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extra", action="store_true",
                         help="with --merge: add --classifier's rows beside the shipped model's, which stays the "
                              "model the goal lines judge")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="the encoder's precision (default auto: bfloat16 inference on CPUs that have it)")
     parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     parser.add_argument("--out-dir", default="docs", help="where the report, JSON and plot go (default docs)")
     args = parser.parse_args(argv)
@@ -378,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.extra and not args.merge:
         sys.exit("--extra adds rows to an existing report: use it with --merge")
     classifier = pz.load(args.classifier)
+    classifier.encoder.precision = args.precision
     methods, meta, pooled_name = build_methods(args, classifier)
     started = time.perf_counter()
     results = run(methods, shots, args.episodes, args.seed)
@@ -389,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         document["runs"].append({"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
                                  "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
                                  "machine": f"{platform.processor() or platform.machine()}, "
-                                            f"{torch.get_num_threads()} torch threads, {classifier.encoder.device}",
+                                            f"{torch.get_num_threads()} torch threads, {machine_precision(classifier)}",
                                  "model": f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"})
         json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         print("\n".join(render(document, shots, out)))
@@ -409,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     document["runs"].append({"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
                              "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
                              "machine": f"{platform.processor() or platform.machine()}, "
-                                        f"{torch.get_num_threads()} torch threads, {classifier.encoder.device}"})
+                                        f"{torch.get_num_threads()} torch threads, {machine_precision(classifier)}"})
     out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print("\n".join(render(document, shots, out)))

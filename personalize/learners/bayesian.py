@@ -137,13 +137,13 @@ class BayesianHead(MetaLearner):
 
     @torch.no_grad()
     def adapt(self, support: TaskBatch) -> TaskState:
-        with self.encoder.autocast():
+        with self.encoder.autocast(inference=True):
             features = self.embed(support)
         return self.posterior(features, support)
 
     @torch.no_grad()
     def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
-        with self.encoder.autocast():
+        with self.encoder.autocast(inference=True):
             features = self.embed(inputs)
         mean, variance = self.posterior_predictive(state, features)
         if self.kind == "regression":

@@ -91,7 +91,7 @@ class MAML(MetaLearner):
 
     @torch.no_grad()
     def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
-        with self.encoder.autocast():
+        with self.encoder.autocast(inference=True):
             prefix = self.model.prefix_of(inputs)
             return Prediction(self.model.forward(state, prefix, inputs.attention_mask).float())
 

@@ -139,7 +139,7 @@ class ProtoNet(MetaLearner):
 
     @torch.no_grad()
     def adapt(self, support: TaskBatch) -> TaskState:
-        with self.encoder.autocast():
+        with self.encoder.autocast(inference=True):
             features = self.embed(support)
         if self.kind == "regression":
             return {"support_features": features, "support_targets": support.targets.float(),
@@ -151,7 +151,7 @@ class ProtoNet(MetaLearner):
 
     @torch.no_grad()
     def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
-        with self.encoder.autocast():
+        with self.encoder.autocast(inference=True):
             features = self.embed(inputs)
         if self.kind == "regression":
             outputs = self.kernel_regression(features, state["support_features"], state["support_targets"],
