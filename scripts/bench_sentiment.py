@@ -270,15 +270,14 @@ def machine_precision(classifier: SentimentClassifier) -> str:
     return f"{encoder.device}, {str(encoder.compute_dtype(inference=True)).removeprefix('torch.')} inference"
 
 
-def build_methods(args: argparse.Namespace, classifier: SentimentClassifier) -> tuple[list[Method], str, str | None]:
-    """Every method of the table; returns them, the name of the shipped model's row and of the pooled one."""
+def build_methods(args: argparse.Namespace,
+                  classifier: SentimentClassifier) -> tuple[list[Method], str, str, str | None]:
+    """Every method of the table, and the names of the model's row, its zero-shot row and the pooled one."""
     encoder = classifier.encoder
-    meta = f"meta {classifier.learner.name}"
-    if classifier.prior_strength:
-        meta += f", prior {classifier.prior_strength:g}"
+    base = args.label or f"meta {classifier.learner.name}"
+    meta = base + (f", prior {classifier.prior_strength:g}" if classifier.prior_strength else "")
     methods = [Method(meta, adapted(classifier), args.episodes),
-               Method(f"meta {classifier.learner.name}, zero-shot", zero_shot(classifier), args.episodes,
-                      adapts=False)]
+               Method(f"{base}, zero-shot", zero_shot(classifier), args.episodes, adapts=False)]
     embed = FrozenEmbeddings(encoder)
     methods += [Method("frozen + logistic regression", frozen_logistic_regression(embed), args.episodes),
                 Method("frozen prototypes", frozen_prototypes(embed), args.episodes)]
@@ -307,7 +306,7 @@ def build_methods(args: argparse.Namespace, classifier: SentimentClassifier) -> 
         if unknown:
             sys.exit(f"--only: unknown method(s) {sorted(unknown)}; methods are {[m.name for m in methods]}")
         methods = [method for method in methods if method.name in wanted]
-    return methods, meta, pooled_name
+    return methods, meta, f"{base}, zero-shot", pooled_name
 
 
 def render(document: dict, shots: Sequence[int], out: Path) -> list[str]:
@@ -357,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--setfit-tasks", help="comma-separated domains for SetFit (default: all)")
     parser.add_argument("--inner-steps", type=int, default=5, help="fine-tuning steps (default 5, as fomaml)")
     parser.add_argument("--inner-lr", type=float, default=0.1, help="fine-tuning step size (default 0.1, as fomaml)")
+    parser.add_argument("--label", help="row name of --classifier's rows (default 'meta <learner>')")
     parser.add_argument("--only", action="append", help="run only this method (repeat for several; default: all)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the cells of the existing JSON in --out-dir that this run does not measure")
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("--extra adds rows to an existing report: use it with --merge")
     classifier = pz.load(args.classifier)
     classifier.encoder.precision = args.precision
-    methods, meta, pooled_name = build_methods(args, classifier)
+    methods, meta, zero_shot_name, pooled_name = build_methods(args, classifier)
     started = time.perf_counter()
     results = run(methods, shots, args.episodes, args.seed)
     for task, by_method in results.items():
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     document.update({
         "seed": args.seed,
         "meta_method": meta,
-        "zero_shot_method": f"meta {classifier.learner.name}, zero-shot",
+        "zero_shot_method": zero_shot_name,
         "pooled_method": pooled_name or document.get("pooled_method"),
         "model": (f"`{classifier.learner.name}` (prior strength {classifier.prior_strength:g}), trained by "
                   f"`{record.get('command', '?')}` (seed {record.get('seed', '?')}, "
