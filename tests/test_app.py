@@ -157,6 +157,7 @@ def test_benchmarks_page_shows_every_report() -> None:
     assert not at.exception and not at.warning
     text = " ".join(element.value for element in at.markdown)
     assert "Recommendation benchmark" in text and "MeLU protocol" in text and "few-shot sentiment benchmark" in text
+    assert "Adaptation time, side by side" in text and "How much each embedding holds" in text
     assert len(at.get("image")) == 2  # the sentiment and recommendation plots
 
 

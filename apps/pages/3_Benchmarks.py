@@ -11,7 +11,8 @@ import showcase  # noqa: E402
 
 st.set_page_config(layout="wide")
 st.title("Benchmarks")
-REPORTS = {"Sentiment": "sentiment-benchmark", "Recommendation": "recommend-benchmark",
+REPORTS = {"Sentiment": "sentiment-benchmark", "Sentiment: adaptation time": "sentiment-speed",
+           "Sentiment: many-label ceiling": "sentiment-ceiling", "Recommendation": "recommend-benchmark",
            "Engine speed (CPU)": "engine-benchmark-cpu"}
 for tab, stem in zip(st.tabs(list(REPORTS)), REPORTS.values()):
     with tab:
