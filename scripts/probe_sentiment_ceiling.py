@@ -31,6 +31,7 @@ from bench_sentiment import DOMAINS, FrozenEmbeddings
 import personalize as pz
 from personalize.engine.batch import collate_tasks
 from personalize.engine.inner_loop import expand_to_tasks
+from personalize.errors import EpisodeError
 from personalize.tasks import load_suite
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -71,8 +72,9 @@ def balanced_split(suite_name: str, domain: str, train_per_class: int, test_per_
                    seed: int) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
     """Disjoint, class-balanced training and test examples of one domain, training ones shuffled."""
     suite = load_suite(suite_name)
-    episode = suite.sample("test" if domain in suite.splits().test else "val", shots=train_per_class,
-                           rng=np.random.default_rng(seed), query_per_class=test_per_class)
+    split = next(name for name in ("test", "val", "train") if domain in suite.splits()[name])
+    episode = suite.split_pool(split).sample(domain, ways=suite.spec.ways, shots=train_per_class,
+                                             query_per_class=test_per_class, rng=np.random.default_rng(seed))
     order = np.random.default_rng(seed).permutation(len(episode.support_texts))
     train_texts = [episode.support_texts[i] for i in order]
     return (train_texts, np.asarray(episode.support_labels)[order], list(episode.query_texts),
@@ -94,8 +96,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("--sizes: each size must be >= 10 (5-fold cross-validation needs both classes in every fold)")
     suite_name = dict((task, suite) for suite, task in DOMAINS)[args.domain]
     started = time.perf_counter()
-    train_texts, train_labels, test_texts, test_labels = balanced_split(
-        suite_name, args.domain, (sizes[-1] + 1) // 2, 500, args.seed)
+    try:
+        train_texts, train_labels, test_texts, test_labels = balanced_split(
+            suite_name, args.domain, (sizes[-1] + 1) // 2, 500, args.seed)
+    except EpisodeError as error:
+        sys.exit(f"{args.domain} is too small for --sizes up to {sizes[-1]} plus 500 test examples per class: {error}")
 
     names = args.classifier or ["sentiment", "sentiment-pooled"]
     classifiers = {name: pz.load(name) for name in names}
