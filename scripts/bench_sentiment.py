@@ -205,25 +205,27 @@ def plot(results: dict, shots: Sequence[int], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), sharey=True)
+    names = list(dict.fromkeys(name for by_method in results.values() for name in by_method))
+    colors = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}  # one per method
+    handles: dict[str, object] = {}
+    figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.8), sharey=True)
     for axis, (task, by_method) in zip(np.atleast_1d(axes), results.items()):
         for name, cells in by_method.items():
             ks = [k for k in shots if str(k) in cells]
-            if len(ks) > 1:
-                axis.errorbar(ks, [cells[str(k)]["mean"] for k in ks], yerr=[cells[str(k)]["ci95"] for k in ks],
-                              marker="o", capsize=3, label=name)
-            elif ks:
-                axis.errorbar(ks, [cells[str(ks[0])]["mean"]], yerr=[cells[str(ks[0])]["ci95"]], marker="s",
-                              linestyle="none", capsize=3, label=name)
+            if not ks:
+                continue
+            style = {"marker": "o", "capsize": 3} if len(ks) > 1 else {"marker": "s", "linestyle": "none", "capsize": 3}
+            handles[name] = axis.errorbar(ks, [cells[str(k)]["mean"] for k in ks],
+                                          yerr=[cells[str(k)]["ci95"] for k in ks], color=colors[name], **style)
         axis.set_xscale("log", base=2)
         axis.set_xticks(list(shots), [str(k) for k in shots])
         axis.set_title(task)
         axis.set_xlabel("K (support examples per class)")
         axis.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("query accuracy (2-way)")
-    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    ordered = [name for name in names if name in handles]
+    figure.legend([handles[name] for name in ordered], ordered, loc="lower center", ncol=4, fontsize=8)
+    figure.tight_layout(rect=(0, 0.25, 1, 1))
     figure.savefig(path, dpi=110)
 
 
@@ -309,8 +311,13 @@ def build_methods(args: argparse.Namespace,
     return methods, meta, f"{base}, zero-shot", pooled_name
 
 
-def render(document: dict, shots: Sequence[int], out: Path) -> list[str]:
-    """Write the markdown report and the plot from the JSON document; returns the goal lines."""
+def render(document: dict, out: Path) -> list[str]:
+    """Write the markdown report and the plot from the JSON document; returns the goal lines.
+
+    Columns are every K measured in the document, so a ``--merge`` run at fewer K keeps the others.
+    """
+    shots = sorted({int(k) for by_method in document["results"].values() for cells in by_method.values()
+                    for k in cells})
     model = document["model"]
     runs = [f"    python {run['command']}" + (f"    # {run['seconds']:.0f} s, {run['machine']}, {run['date']}"
                                                if "seconds" in run else "") for run in document["runs"]]
@@ -401,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
                                             f"{torch.get_num_threads()} torch threads, {machine_precision(classifier)}",
                                  "model": f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"})
         json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        print("\n".join(render(document, shots, out)))
+        print("\n".join(render(document, out)))
         return
     document.update({
         "seed": args.seed,
@@ -421,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
                                         f"{torch.get_num_threads()} torch threads, {machine_precision(classifier)}"})
     out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    print("\n".join(render(document, shots, out)))
+    print("\n".join(render(document, out)))
 
 
 if __name__ == "__main__":
