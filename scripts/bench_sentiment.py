@@ -311,13 +311,14 @@ def build_methods(args: argparse.Namespace,
     return methods, meta, f"{base}, zero-shot", pooled_name
 
 
-def render(document: dict, out: Path) -> list[str]:
-    """Write the markdown report and the plot from the JSON document; returns the goal lines.
+def measured_shots(results: dict) -> list[int]:
+    """Every K with a cell in ``results``: the report's columns, so a ``--merge`` run at fewer K keeps the others."""
+    return sorted({int(k) for by_method in results.values() for cells in by_method.values() for k in cells})
 
-    Columns are every K measured in the document, so a ``--merge`` run at fewer K keeps the others.
-    """
-    shots = sorted({int(k) for by_method in document["results"].values() for cells in by_method.values()
-                    for k in cells})
+
+def render(document: dict, out: Path) -> list[str]:
+    """Write the markdown report and the plot from the JSON document; returns the goal lines."""
+    shots = measured_shots(document["results"])
     model = document["model"]
     runs = [f"    python {run['command']}" + (f"    # {run['seconds']:.0f} s, {run['machine']}, {run['date']}"
                                                if "seconds" in run else "") for run in document["runs"]]

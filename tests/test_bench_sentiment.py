@@ -1,0 +1,49 @@
+"""The sentiment benchmark's report logic (scripts/bench_sentiment.py): columns and goal verdicts."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_sentiment.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_sentiment", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def cell(mean: float, seconds: float = 0.05) -> dict:
+    return {"mean": mean, "ci95": 0.01, "n": 100, "median_fit_seconds": seconds}
+
+
+def test_report_columns_are_every_k_measured_and_missing_cells_show_a_dash(bench):
+    results = {"movies": {"meta protonet": {"2": cell(0.6), "8": cell(0.7)}, "SetFit": {"8": cell(0.58, 15.0)}}}
+    shots = bench.measured_shots(results)
+    assert shots == [2, 8]
+    text = bench.markdown(results, shots, ["# header"], ["- goal"])
+    assert "| method | K=2 | K=8 | adapt time, K=8 |" in text
+    setfit_row = next(line for line in text.splitlines() if line.startswith("| SetFit"))
+    assert setfit_row.split("|")[2].strip() == "—" and "15000 ms" in setfit_row
+
+
+def test_goal_lines_judge_each_goal_from_the_cells(bench):
+    results = {task: {"meta": {"8": cell(0.93, 0.08)}, "meta, zero-shot": {"8": cell(0.90)}}
+               for task in ("Jackets", "Sweaters", "Skirts")}
+    results["movies"] = {"meta": {"8": cell(0.82, 0.09)}, "meta, zero-shot": {"8": cell(0.75)},
+                         "pooled + fine-tuning": {"8": cell(0.83, 1.0)}, "SetFit": {"8": cell(0.6, 12.0)}}
+    lines = "\n".join(bench.goal_lines(results, "meta", "meta, zero-shot", "pooled"))
+    assert "Rotten Tomatoes 8-shot >= 0.80: 0.820, met" in lines
+    assert "lowest class 0.930, met" in lines
+    assert "by >= 0.05 at K=8: +0.070, met" in lines
+    assert "same adaptation on Rotten Tomatoes at K=8: -0.010, **missed**" in lines
+    assert "slowest domain 90 ms, met" in lines
+    assert ">= 100x faster than SetFit: 150x, met" in lines  # 12 s over the median domain, 0.08 s
