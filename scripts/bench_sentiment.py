@@ -266,10 +266,15 @@ def goal_lines(results: dict, meta: str, zero_shot_name: str, pooled: str | None
     return lines
 
 
-def machine_precision(classifier: SentimentClassifier) -> str:
-    """Device and inference arithmetic of the run, e.g. ``cpu, bfloat16 inference``."""
-    encoder = classifier.encoder
-    return f"{encoder.device}, {str(encoder.compute_dtype(inference=True)).removeprefix('torch.')} inference"
+def machine(encoder: pz.encoder.Encoder | None = None) -> str:
+    """This run's processor and torch threads, and the encoder's device and inference arithmetic if given.
+
+    For example ``x86_64, 2 torch threads, cpu, bfloat16 inference``.
+    """
+    text = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    if encoder is not None:
+        text += f", {encoder.device}, {str(encoder.compute_dtype(inference=True)).removeprefix('torch.')} inference"
+    return text
 
 
 def build_methods(args: argparse.Namespace,
@@ -402,35 +407,28 @@ def main(argv: list[str] | None = None) -> None:
         for name, cells in by_method.items():
             document["results"].setdefault(task, {}).setdefault(name, {}).update(cells)
     record = classifier.record
+    run_entry = {"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
+                 "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
+                 "machine": machine(classifier.encoder)}
     if args.extra:  # another model's rows beside the shipped one: the goal lines keep the shipped model
-        document["runs"].append({"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
-                                 "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
-                                 "machine": f"{platform.processor() or platform.machine()}, "
-                                            f"{torch.get_num_threads()} torch threads, {machine_precision(classifier)}",
-                                 "model": f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"})
-        json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        print("\n".join(render(document, out)))
-        return
-    document.update({
-        "seed": args.seed,
-        "meta_method": meta,
-        "zero_shot_method": zero_shot_name,
-        "pooled_method": pooled_name or document.get("pooled_method"),
-        "model": (f"`{classifier.learner.name}` (prior strength {classifier.prior_strength:g}), trained by "
-                  f"`{record.get('command', '?')}` (seed {record.get('seed', '?')}, "
-                  f"{record.get('wall_seconds', '?')} s on {record.get('device', '?')}, "
-                  f"{record.get('machine', '')}); {record.get('steps_done', '?')} "
-                  f"steps, best meta-validation loss {record.get('best_val_loss', float('nan')):.3f} at step "
-                  f"{record.get('best_step', '?')}."),
-    })
-    document["runs"].append({"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
-                             "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
-                             "machine": f"{platform.processor() or platform.machine()}, "
-                                        f"{torch.get_num_threads()} torch threads, {machine_precision(classifier)}"})
+        run_entry["model"] = f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"
+    else:
+        document.update({
+            "seed": args.seed,
+            "meta_method": meta,
+            "zero_shot_method": zero_shot_name,
+            "pooled_method": pooled_name or document.get("pooled_method"),
+            "model": (f"`{classifier.learner.name}` (prior strength {classifier.prior_strength:g}), trained by "
+                      f"`{record.get('command', '?')}` (seed {record.get('seed', '?')}, "
+                      f"{record.get('wall_seconds', '?')} s on {record.get('device', '?')}, "
+                      f"{record.get('machine', '')}); {record.get('steps_done', '?')} "
+                      f"steps, best meta-validation loss {record.get('best_val_loss', float('nan')):.3f} at step "
+                      f"{record.get('best_step', '?')}."),
+        })
+    document["runs"].append(run_entry)
     out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print("\n".join(render(document, out)))
-
 
 if __name__ == "__main__":
     main()
