@@ -22,8 +22,9 @@ torch.Size([2, 32])
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -43,11 +44,14 @@ from personalize.encoder_sources import (
     weights_sha256,
 )
 from personalize.errors import ChecksumError, ConfigError, EncoderError, require
+from personalize.int8 import int8_copy
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
 _DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-Precision = Literal["auto", "float32", "bfloat16"]
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
+Precision = Literal["auto", "float32", "bfloat16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "int8")
+_INT8_PASS: contextvars.ContextVar[Encoder | None] = contextvars.ContextVar("int8_pass", default=None)
+"""The encoder whose int8 inference pass is running in this thread/context, if any."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ class EncoderConfig:
     verify_checksum: bool = True
     """Check the bundled weights against their pinned sha256 (the hash is always recorded either way)."""
     precision: Precision = "auto"
-    """``"auto"``, ``"float32"`` or ``"bfloat16"`` matrix products; see :meth:`Encoder.compute_dtype`."""
+    """``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"int8"`` (CPU only) matrix products; see
+    :meth:`Encoder.compute_dtype`."""
 
     def __post_init__(self) -> None:
         name = self.name_or_path
@@ -212,7 +217,6 @@ class Encoder:
         precision: Precision = "auto",
     ) -> None:
         self.device = select_device(device)
-        self.precision = precision
         self.name = name
         self.weights_sha256 = weights_sha256
         self.tokenizer = tokenizer
@@ -232,15 +236,22 @@ class Encoder:
         )
         self.model = model.to(device=self.device, dtype=torch.float32).eval()
         self.model.requires_grad_(False)
+        self._int8_model: PreTrainedModel | None = None
+        self.precision = precision
 
     @property
     def precision(self) -> Precision:
-        """``"auto"``, ``"float32"`` or ``"bfloat16"``: what :meth:`autocast` runs the encoder in; settable."""
+        """``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"int8"``: how :meth:`autocast` runs the encoder; settable."""
         return self._precision
 
     @precision.setter
     def precision(self, value: Precision) -> None:
         _check_precision(value)
+        require(value != "int8" or self.device.type == "cpu",
+                f"precision 'int8' runs on CPU only, and this encoder is on {self.device}. Fix: keep 'auto' "
+                "(bfloat16 on a GPU) or load the encoder with device='cpu'.")
+        if value == "int8" and self._int8_model is None:
+            self._int8_model = int8_copy(self.model)  # built once, now: a missing kernel fails here
         self._precision = value
 
     @property
@@ -281,12 +292,16 @@ class Encoder:
         the same accuracy in the sentiment benchmark (docs/sentiment.md). ``"float32"`` never casts;
         ``"bfloat16"`` always does, training included. MPS runs float32.
 
+        ``"int8"`` (CPU only) keeps activations in float32, the dtype returned here, but inference
+        passes multiply by int8 copies of the frozen Linear weights (:mod:`personalize.int8`,
+        :meth:`int8_linear`); training passes are plain float32.
+
         >>> encoder = tiny_encoder(precision="bfloat16")
         >>> encoder.compute_dtype(), tiny_encoder(precision="float32").compute_dtype(inference=True)
         (torch.bfloat16, torch.float32)
         """
         kind = self.device.type
-        if self.precision == "float32" or kind == "mps":
+        if self.precision in ("float32", "int8") or kind == "mps":
             return torch.float32
         if self.precision == "bfloat16" or kind == "cuda":
             return torch.bfloat16
@@ -302,10 +317,41 @@ class Encoder:
         ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
         torch.bfloat16
         """
+        if self.precision == "int8":
+            return self._int8_pass() if inference else contextlib.nullcontext()
         dtype = self.compute_dtype(inference)
         if dtype == torch.float32:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @contextlib.contextmanager
+    def _int8_pass(self) -> Iterator[None]:
+        token = _INT8_PASS.set(self)
+        try:
+            yield
+        finally:
+            _INT8_PASS.reset(token)
+
+    def int8_linear(self, layer: int, path: str) -> torch.nn.Module | None:
+        """The int8 twin of layer ``layer``'s Linear at ``path`` (e.g. ``"attention.self.query"``)
+        while an int8 inference pass of this encoder runs without gradients; None otherwise.
+
+        >>> encoder = tiny_encoder(precision="int8")
+        >>> encoder.int8_linear(0, "attention.self.query") is None        # outside a pass
+        True
+        >>> with torch.no_grad(), encoder.autocast(inference=True):
+        ...     type(encoder.int8_linear(0, "attention.self.query")).__name__
+        'Linear'
+        """
+        if _INT8_PASS.get() is not self or torch.is_grad_enabled() or self._int8_model is None:
+            return None
+        return self._int8_model.encoder.layer[layer].get_submodule(path)
+
+    def _inference_model(self) -> PreTrainedModel:
+        """The model an inference pass runs: the int8 twin inside an int8 pass, else the float32 model."""
+        if _INT8_PASS.get() is self and self._int8_model is not None:
+            return self._int8_model
+        return self.model
 
     def embed(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = False) -> torch.Tensor:
         """Mean-pooled sentence embeddings, (len(texts), hidden_size), float32 on CPU.
@@ -325,7 +371,7 @@ class Encoder:
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
                 batch = self.tokenize([texts[index] for index in indices])
-                hidden = self.model(**batch).last_hidden_state
+                hidden = self._inference_model()(**batch).last_hidden_state
                 pooled[indices] = mean_pool(hidden, batch["attention_mask"]).float().cpu()
         if normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)

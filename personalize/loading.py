@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from personalize.encoder import Encoder
-from personalize.errors import CheckpointError
+from personalize.encoder import PRECISIONS, Encoder, Precision
+from personalize.errors import CheckpointError, require
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -42,11 +42,23 @@ def shipped_path(name: str) -> Path:
     return path
 
 
-def load(name_or_path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> Any:
+def load(name_or_path: str | Path, encoder: Encoder | None = None, device: str = "auto",
+         precision: Precision | None = None) -> Any:
     """Load a shipped model by name, or a saved classifier, task model or learner by folder.
 
     ``encoder`` must be the encoder the model was trained on (default: the bundled MiniLM).
+    ``precision`` (``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"int8"``), when given, is set on
+    the encoder the model runs on; see :meth:`~personalize.encoder.Encoder.compute_dtype`.
     """
+    require(precision is None or precision in PRECISIONS,
+            f"precision must be None or one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+    model = _load(name_or_path, encoder, device)
+    if precision is not None:
+        (model.learner.encoder if hasattr(model, "learner") else model.encoder).precision = precision
+    return model
+
+
+def _load(name_or_path: str | Path, encoder: Encoder | None, device: str) -> Any:
     if isinstance(name_or_path, str) and name_or_path in SHIPPED:
         path = shipped_path(name_or_path)
     else:

@@ -273,7 +273,8 @@ def machine(encoder: pz.encoder.Encoder | None = None) -> str:
     """
     text = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
     if encoder is not None:
-        text += f", {encoder.device}, {str(encoder.compute_dtype(inference=True)).removeprefix('torch.')} inference"
+        dtype = str(encoder.compute_dtype(inference=True)).removeprefix("torch.")
+        text += f", {encoder.device}, " + ("int8-weight" if encoder.precision == "int8" else dtype) + " inference"
     return text
 
 
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extra", action="store_true",
                         help="with --merge: add --classifier's rows beside the shipped model's, which stays the "
                              "model the goal lines judge")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "int8"),
                         help="the encoder's precision (default auto: bfloat16 inference on CPUs that have it)")
     parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     parser.add_argument("--out-dir", default="docs", help="where the report, JSON and plot go (default docs)")

@@ -5,8 +5,9 @@ minutes of a shared machine. Here every method adapts to the same episodes in tu
 each method, then episode 2, ...), so machine noise hits all of them alike, and the ratios between
 their medians are what to read. Methods:
 
-- the shipped classifier (``--classifier``) with the encoder in float32, and with bfloat16
-  inference (what ``precision="auto"`` picks on CPUs with native bfloat16);
+- the shipped classifier (``--classifier``) with the encoder in float32, with bfloat16 inference
+  (what ``precision="auto"`` picks on CPUs with native bfloat16), and with int8 weights
+  (``precision="int8"``, opt-in);
 - SetFit with its default training arguments on the same MiniLM (``--setfit-episodes`` per
   domain; 0 skips it).
 
@@ -78,13 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.episodes < 1 or args.setfit_episodes < 0:
         sys.exit("--episodes must be >= 1 and --setfit-episodes >= 0")
 
-    exact, fast = pz.load(args.classifier), pz.load(args.classifier)
-    exact.encoder.precision, fast.encoder.precision = "float32", "bfloat16"
+    exact, fast, int8 = (pz.load(args.classifier, precision=precision) for precision in ("float32", "bfloat16", "int8"))
     if fast.encoder.device.type == "cpu" and not cpu_has_native_bf16():
         print("note: this CPU has no native bfloat16; the bfloat16 column is emulated (precision='auto' "
               "would stay float32 here)")
     name = f"meta {exact.learner.name}"
-    methods = {f"{name}, float32": adapted(exact), f"{name}, bfloat16": adapted(fast)}
+    methods = {f"{name}, float32": adapted(exact), f"{name}, bfloat16": adapted(fast), f"{name}, int8": adapted(int8)}
     if args.setfit_episodes:
         from personalize.encoder_sources import bundled_model_dir
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     episodes = {task: load_suite(suite).episodes("test", shots=args.shots, n=args.episodes, seed=args.seed, task=task)
                 for suite, task in DOMAINS}
     first = next(iter(episodes.values()))[0]
-    for fit in list(methods.values())[:2]:  # warm up: first calls pay for lazy initialisation
+    for fit in list(methods.values())[:3]:  # warm up: first calls pay for lazy initialisation
         fit(first.support_texts, [int(label) for label in first.support_labels])
     started = time.perf_counter()
     seconds = time_methods(methods, episodes, args.setfit_episodes)

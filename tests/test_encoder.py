@@ -235,6 +235,50 @@ def test_bfloat16_embeddings_match_float32_closely(own_tiny):
     assert torch.nn.functional.cosine_similarity(fast, exact).min() > 0.999
 
 
+def test_int8_embeddings_match_float32_closely_and_leave_the_model_untouched(own_tiny):
+    texts = ["a first sentence", "another, longer sentence with more words", "short"]
+    own_tiny.precision = "float32"
+    exact = own_tiny.embed(texts, normalize=True)
+    own_tiny.precision = "int8"
+    assert own_tiny.compute_dtype(inference=True) == torch.float32  # activations stay float32
+    fast = own_tiny.embed(texts, normalize=True)
+    assert not torch.equal(fast, exact)  # int8 really ran
+    assert torch.nn.functional.cosine_similarity(fast, exact).min() > 0.99
+    assert own_tiny.model.encoder.layer[0].attention.self.query.weight.dtype == torch.float32
+    own_tiny.precision = "float32"
+    assert torch.equal(own_tiny.embed(texts, normalize=True), exact)
+
+
+def test_int8_weights_serve_only_inference_passes_without_gradients(own_tiny):
+    path = "attention.self.query"
+    own_tiny.precision = "int8"
+    assert own_tiny.int8_linear(0, path) is None  # outside any pass
+    with own_tiny.autocast():  # a training pass
+        assert own_tiny.int8_linear(0, path) is None
+    with own_tiny.autocast(inference=True):
+        assert own_tiny.int8_linear(0, path) is None  # gradients on: gradient-based adaptation
+        with torch.no_grad():
+            assert own_tiny.int8_linear(1, path).weight().dtype == torch.qint8
+    other = tiny_encoder(seed=0, precision="int8")
+    with torch.no_grad(), other.autocast(inference=True):
+        assert own_tiny.int8_linear(0, path) is None  # another encoder's pass
+
+
+def test_int8_is_refused_off_cpu_and_without_kernels(own_tiny, monkeypatch):
+    own_tiny.device = torch.device("cuda", 0)  # only the setter's check reads it
+    with pytest.raises(ConfigError, match="int8' runs on CPU only.*cuda:0"):
+        own_tiny.precision = "int8"
+    own_tiny.device = torch.device("cpu")
+
+    def no_kernels(*args, **kwargs):
+        raise RuntimeError("Didn't find engine for operation quantized::linear_prepack NoQEngine")
+
+    monkeypatch.setattr(torch.ao.quantization, "quantize_dynamic", no_kernels)
+    with pytest.raises(ConfigError, match="int8 quantization.*NoQEngine.*Fix: use precision='auto'"):
+        own_tiny.precision = "int8"
+    assert own_tiny.precision == "auto"
+
+
 def test_mean_pool_ignores_padding(tiny):
     sentence = "only this sentence"
     alone = tiny.tokenize([sentence])
@@ -380,6 +424,8 @@ def test_bundled_minilm_matches_sentence_transformers():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     encoder.precision = "bfloat16"  # the fast path some CPUs take by default: close, not equal
     assert torch.nn.functional.cosine_similarity(encoder.embed(texts, normalize=True), theirs).min() > 0.999
+    encoder.precision = "int8"  # opt-in: int8 weights cost more (cosine 0.96-0.98 here, mostly the FFN layers)
+    assert torch.nn.functional.cosine_similarity(encoder.embed(texts, normalize=True), theirs).min() > 0.93
 
 
 @pytest.mark.slow

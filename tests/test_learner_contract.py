@@ -130,17 +130,31 @@ def test_save_then_load_gives_identical_predictions(name: str, encoder, suite, t
         load_learner(tmp_path / "ckpt", encoder=tiny_encoder(seed=1))
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
 @pytest.mark.parametrize("name", NAMES)
-def test_bfloat16_inference_agrees_with_float32(name: str, encoder, suite, test_batches, tmp_path) -> None:
+def test_low_precision_inference_agrees_with_float32(name: str, precision: str, encoder, suite, test_batches,
+                                                     tmp_path) -> None:
     learner = trained(name, encoder, suite)
-    fast = load_learner(save_learner(learner, tmp_path / "ckpt"), encoder=tiny_encoder(seed=0, precision="bfloat16"))
+    fast = load_learner(save_learner(learner, tmp_path / "ckpt"), encoder=tiny_encoder(seed=0, precision=precision))
     support, query = test_batches
     exact = learner.predict(learner.adapt(support), query).outputs
     rounded = fast.predict(fast.adapt(support), query).outputs
-    assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)  # bfloat16 really ran
+    assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)  # the low precision really ran
     real = query.example_mask
     agreement = (rounded.argmax(-1) == exact.argmax(-1))[real].float().mean().item()
     assert agreement >= 0.95, agreement
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_int8_leaves_training_in_float32(name: str, encoder, suite, test_batches, tmp_path) -> None:
+    learner = trained(name, encoder, suite)
+    int8 = load_learner(save_learner(learner, tmp_path / "ckpt"), encoder=tiny_encoder(seed=0, precision="int8"))
+    support, query = test_batches
+    torch.manual_seed(0)
+    exact, _ = learner.meta_loss(support, query)
+    torch.manual_seed(0)
+    same, _ = int8.meta_loss(support, query)
+    assert torch.equal(same, exact)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -162,6 +162,21 @@ def test_predicting_bad_texts_is_refused(classifier) -> None:
         model.predict([None])
 
 
+def test_load_sets_the_precision_of_the_encoder_it_runs_on(classifier, episodes, tmp_path) -> None:
+    classifier.save(tmp_path / "clf")
+    episode = episodes[2]
+    model = classifier.adapt(episode.support_texts, list(episode.support_labels))
+    model.save(tmp_path / "task")
+    for folder in ("clf", "task"):
+        loaded = pz.load(tmp_path / folder, encoder=tiny_encoder(seed=0), precision="int8")
+        assert loaded.learner.encoder.precision == "int8"
+    fast = loaded.predict_proba(episode.query_texts)
+    assert not np.array_equal(fast, model.predict_proba(episode.query_texts))  # int8 really ran
+    assert loaded.predict(episode.query_texts) == model.predict(episode.query_texts)
+    with pytest.raises(ConfigError, match="precision must be None or one of"):
+        pz.load(tmp_path / "clf", encoder=tiny_encoder(seed=0), precision="fp16")
+
+
 def test_load_names_what_it_cannot_open(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="neither a shipped model"):
         pz.load("no-such-model")

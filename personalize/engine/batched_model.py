@@ -142,8 +142,13 @@ class BatchedLoRAModel:
         layer = self.bert.encoder.layer[index]
 
         def linear(target: str, x: torch.Tensor) -> torch.Tensor:
-            module = layer.get_submodule(TARGET_PATHS[target])
-            y = F.linear(x, module.weight, module.bias)
+            path = TARGET_PATHS[target]
+            int8 = self.encoder.int8_linear(index, path)  # a no-gradient pass with precision "int8"
+            if int8 is not None:
+                y = int8(x)
+            else:
+                module = layer.get_submodule(path)
+                y = F.linear(x, module.weight, module.bias)
             a = params.get(f"layer{index}_{target}_A")
             if a is not None:
                 b = params[f"layer{index}_{target}_B"]
