@@ -343,9 +343,10 @@ class Encoder:
         ...     type(encoder.int8_linear(0, "attention.self.query")).__name__
         'Linear'
         """
-        if _INT8_PASS.get() is not self or torch.is_grad_enabled() or self._int8_model is None:
+        model = self._inference_model()
+        if model is self.model or torch.is_grad_enabled():
             return None
-        return self._int8_model.encoder.layer[layer].get_submodule(path)
+        return model.encoder.layer[layer].get_submodule(path)
 
     def _inference_model(self) -> PreTrainedModel:
         """The model an inference pass runs: the int8 twin inside an int8 pass, else the float32 model."""

@@ -39,12 +39,13 @@ def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
     """
     engines = torch.backends.quantized.supported_engines
     try:
+        from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         with warnings.catch_warnings():  # the deprecation notice: see the module docstring
             warnings.simplefilter("ignore")
             twin = quantize_dynamic(copy.deepcopy(model).cpu(), {torch.nn.Linear: per_channel_dynamic_qconfig})
-            probe = next(module for module in twin.modules() if _is_int8_linear(module))
+            probe = next(module for module in twin.modules() if isinstance(module, Int8Linear))
             probe(torch.zeros(1, probe.in_features))  # fail here, not in the middle of a request
     except (ImportError, RuntimeError, StopIteration, AttributeError) as error:
         raise ConfigError(
@@ -53,10 +54,6 @@ def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
             "'bfloat16' or 'float32'."
         ) from error
     return twin.eval().requires_grad_(False)
-
-
-def _is_int8_linear(module: torch.nn.Module) -> bool:
-    return type(module).__module__.startswith("torch.ao.nn.quantized.dynamic") and hasattr(module, "in_features")
 
 
 __all__ = ["int8_copy"]
