@@ -94,15 +94,22 @@ def concat_examples(first: TaskBatch, second: TaskBatch) -> TaskBatch:
     """
     require(first.num_tasks == second.num_tasks,
             f"cannot join batches of {first.num_tasks} and {second.num_tasks} tasks")
-    require(first.prefix is None and second.prefix is None, "concat_examples takes batches without a cached prefix")
+    require((first.prefix is None) == (second.prefix is None) and first.prefix_layer == second.prefix_layer,
+            "cannot join a batch with cached prefix states to one without, or prefixes of different layers")
     length = max(first.input_ids.shape[-1], second.input_ids.shape[-1])
 
     def widen(tokens: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.pad(tokens, (0, length - tokens.shape[-1]))
 
+    def widen_states(states: torch.Tensor) -> torch.Tensor:  # [T, N, S, H]: pad S, the masked positions
+        return torch.nn.functional.pad(states, (0, 0, 0, length - states.shape[-2]))
+
+    prefix = None if first.prefix is None else torch.cat([widen_states(first.prefix), widen_states(second.prefix)], 1)
     return TaskBatch(
         input_ids=torch.cat([widen(first.input_ids), widen(second.input_ids)], dim=1),
         attention_mask=torch.cat([widen(first.attention_mask), widen(second.attention_mask)], dim=1),
         targets=torch.cat([first.targets, second.targets], dim=1),
         example_mask=torch.cat([first.example_mask, second.example_mask], dim=1),
+        prefix=prefix,
+        prefix_layer=first.prefix_layer,
     )
