@@ -6,7 +6,7 @@
     personalize suites sample NAME --split test --shots 8         print a seeded episode
     personalize encoder info [--model PATH]                       load the encoder and describe it
     personalize meta-fit SUITE --learner fomaml --out DIR          meta-train and save a checkpoint
-    personalize demo                                              the main job on shipped defaults
+    personalize demo [--precision int8]                           the main job on shipped defaults
 
 Every subcommand has ``--help``. Errors the library raises on purpose are printed as one line
 (with the fix) and exit with status 1; anything else is a bug and shows its traceback.
@@ -153,7 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     data.fetch(log=print)
     cmd_suites_list(args)
     print()
-    sentiment_demo(shots=args.shots, episodes=args.episodes)
+    sentiment_demo(shots=args.shots, episodes=args.episodes, precision=args.precision)
     print()
     recommend_demo()
 
@@ -201,8 +201,11 @@ def recommend_demo() -> None:
     print("Ask them next about: " + ", ".join(recommender.suggest_to_rate(history, n=5)["title"].to_list()))
 
 
-def sentiment_demo(shots: int = 8, episodes: int = 5) -> None:
-    """Adapt the shipped sentiment init to unseen domains from K examples per class; print accuracies."""
+def sentiment_demo(shots: int = 8, episodes: int = 5, precision: str | None = None) -> None:
+    """Adapt the shipped sentiment init to unseen domains from K examples per class; print accuracies.
+
+    ``precision`` is the encoder's inference precision (see ``pz.load``); None keeps its default.
+    """
     import statistics
     import time
 
@@ -211,9 +214,10 @@ def sentiment_demo(shots: int = 8, episodes: int = 5) -> None:
     from personalize.loading import load
     from personalize.tasks import load_suite
 
-    classifier = load("sentiment")
+    classifier = load("sentiment", precision=precision)
     zero_shot = classifier.zero_shot()
-    print(f"Shipped sentiment model: {classifier.learner.name} on {classifier.encoder.name}; "
+    print(f"Shipped sentiment model: {classifier.learner.name} on {classifier.encoder.name} "
+          f"({classifier.encoder.precision} precision); "
           f"{episodes} seeded {shots}-shot episodes per unseen domain, 64 held-out queries each")
     rows = []
     for suite_name, task in (("movies-sentiment", "movies"), ("clothing-sentiment", "Jackets"),
@@ -298,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = groups.add_parser("demo", help="the main job: fetch the data, show the suites, adapt the shipped models")
     demo.add_argument("--shots", type=int, default=8, help="support examples per class (default 8)")
     demo.add_argument("--episodes", type=int, default=5, help="episodes per domain (default 5)")
+    demo.add_argument("--precision", help="sentiment encoder inference precision: auto (default; bfloat16 where "
+                      "the CPU has it), float32, bfloat16 or int8")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

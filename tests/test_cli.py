@@ -54,3 +54,24 @@ def test_suites_sample_prints_labelled_support_texts(real_data, capsys: pytest.C
     assert main(["suites", "sample", "clothing-sentiment", "--shots", "2"]) == 0
     out = capsys.readouterr().out
     assert "2-way 2-shot" in out and out.count("[negative]") == 2 and out.count("[positive]") == 2
+
+
+def test_demo_refuses_an_unknown_precision_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    from personalize.cli import sentiment_demo
+    from personalize.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision must be None or one of"):
+        sentiment_demo(precision="int4")
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.slow
+def test_sentiment_demo_runs_the_shipped_model_at_the_precision_asked(real_data, capsys) -> None:
+    from personalize.cli import sentiment_demo
+
+    sentiment_demo(shots=2, episodes=1, precision="float32")
+    out = capsys.readouterr().out
+    assert "(float32 precision)" in out
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("|")}
+    assert {"movies", "Jackets", "Skirts"} <= set(rows)
+    assert all(0.5 < float(rows[domain][3]) <= 1.0 for domain in ("Jackets", "Skirts"))  # adapted accuracy
