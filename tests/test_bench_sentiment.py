@@ -47,3 +47,23 @@ def test_goal_lines_judge_each_goal_from_the_cells(bench):
     assert "same adaptation on Rotten Tomatoes at K=8: -0.010, **missed**" in lines
     assert "slowest domain 90 ms, met" in lines
     assert ">= 100x faster than SetFit: 150x, met" in lines  # 12 s over the median domain, 0.08 s
+
+
+def test_every_models_rows_get_the_same_goals_in_a_table(bench):
+    results = {task: {"meta a": {"8": cell(0.93, 0.08)}, "meta a, zero-shot": {"8": cell(0.90)},
+                      "meta b": {"8": cell(0.85, 0.5)}}
+               for task in ("Jackets", "Sweaters", "Skirts", "movies")}
+    results["movies"]["meta b, zero-shot"] = {"8": cell(0.70)}
+    document = {"meta_method": "meta a", "zero_shot_method": "meta a, zero-shot", "results": results, "runs": [
+        {"command": "scripts/bench_sentiment.py --merge"},
+        {"command": "scripts/bench_sentiment.py --merge --extra --only 'meta b' --only 'meta b, zero-shot'",
+         "model": "`b`"},                                            # an older run: rows named by --only
+        {"command": "scripts/bench_sentiment.py --merge --extra", "model": "`c`", "rows": ["meta c", "meta c, 0"]},
+    ]}
+    models = bench.model_rows(document)
+    assert models == [("meta a", "meta a, zero-shot"), ("meta b", "meta b, zero-shot"), ("meta c", "meta c, 0")]
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in bench.goal_table(results, models, pooled=None)[2:]}
+    assert rows["meta a"] == ["0.930 met", "0.930 met", "+0.030 missed", "—", "80 ms met"]
+    assert rows["meta b"] == ["0.850 met", "0.850 missed", "+0.150 met", "—", "500 ms missed"]
+    assert rows["meta c"] == ["—"] * 5  # a model without cells is listed, not guessed
