@@ -12,6 +12,8 @@ Examples::
     python scripts/meta_train.py --out personalize/pretrained/sentiment
     # a quick try
     python scripts/meta_train.py --out /tmp/sentiment --steps 20 --val-episodes 8
+    # Meta-SGD adapting in one step of learned per-entry step sizes
+    python scripts/meta_train.py --out /tmp/sentiment --learner meta-sgd --inner-steps 1 --budget 1080
     # model selection between families within one budget
     python scripts/meta_train.py --out /tmp/sentiment --learner protonet,fomaml --budget 3600
 
@@ -33,7 +35,7 @@ import torch
 
 from personalize.encoder import load_encoder
 from personalize.engine.config import AdapterConfig, HeadConfig
-from personalize.learners import create_learner
+from personalize.learners import create_learner, learner_class
 from personalize.meta_fit import MetaFitConfig, meta_fit
 from personalize.selection import SelectionConfig, select_learner
 from personalize.sentiment import SentimentClassifier, reference_examples, tune_prior_strength
@@ -47,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learner", default="protonet",
                         help="learner, or comma-separated learners to select among (default protonet)")
     parser.add_argument("--steps", type=int, default=600, help="outer steps (default 600)")
+    parser.add_argument("--inner-steps", type=int,
+                        help="gradient steps of adaptation (optimization learners; default: the learner's, 5)")
+    parser.add_argument("--inner-lr", type=float,
+                        help="their step size (optimization learners; Meta-SGD: the starting one; default 0.1)")
     parser.add_argument("--budget", type=float, default=2700.0, help="seconds of training at most (default 2700)")
     parser.add_argument("--meta-batch-size", type=int, default=4, help="tasks per outer step (default 4)")
     parser.add_argument("--query-per-class", type=int, default=8, help="training queries per class (default 8)")
@@ -91,6 +97,12 @@ def choose_prior_strength(classifier: SentimentClassifier, suite: object, seed: 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    inner = {name: value for name, value in (("inner_steps", args.inner_steps), ("inner_lr", args.inner_lr))
+             if value is not None}
+    learners = tuple(args.learner.split(","))
+    if inner and (len(learners) > 1 or learner_class(learners[0]).family != "optimization"):
+        sys.exit("--inner-steps/--inner-lr set the inner loop of one optimization learner (maml, fomaml, meta-sgd, "
+                 f"reptile), not of {args.learner}; selection tries its own grid")
     started = time.perf_counter()
     suite = load_suite(args.suite)
     if args.retune_prior:
@@ -102,10 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     encoder = load_encoder(device=args.device, max_length=args.max_length)
     fields = {"adapter": AdapterConfig(rank=args.rank, layers=tuple(int(i) for i in args.layers.split(","))),
               "head": HeadConfig(num_classes=suite.spec.ways), "seed": args.seed}
+    fields.update(inner)
     fit = MetaFitConfig(steps=args.steps, meta_batch_size=args.meta_batch_size, outer_lr=args.outer_lr,
                         train_query_per_class=args.query_per_class, val_every=args.val_every,
                         val_episodes=args.val_episodes, checkpoint_dir=args.checkpoint_dir, seed=args.seed)
-    learners = tuple(args.learner.split(","))
     if len(learners) > 1:
         learner = select_learner(suite, encoder, SelectionConfig(learners=learners, budget_s=args.budget, fit=fit,
                                                                  learner_fields=fields))
