@@ -27,7 +27,9 @@ DOMAINS = {"Jackets (clothing, unseen)": ("clothing-sentiment", "Jackets"),
            "Sweaters (clothing, unseen)": ("clothing-sentiment", "Sweaters"),
            "Skirts (clothing, unseen)": ("clothing-sentiment", "Skirts"),
            "Movies (Rotten Tomatoes, unseen)": ("movies-sentiment", "movies")}
-MODELS = {"meta-learned (protonet)": "sentiment", "pooled transfer (no meta-learning)": "sentiment-pooled"}
+MODELS = {"meta-learned, prototypes (protonet)": "sentiment",
+          "meta-learned, one gradient step (Meta-SGD; two classes)": "sentiment-meta-sgd",
+          "pooled transfer (no meta-learning)": "sentiment-pooled"}
 MAX_TEXT_CHARS = 500
 MAX_OWN_EXAMPLES = 200
 

@@ -9,7 +9,7 @@ Shipped models live in the package's ``pretrained/`` folder (meta-learned by the
 - ``learner.json``: a bare meta-learner checkpoint.
 
 >>> sorted(SHIPPED)
-['movielens', 'sentiment', 'sentiment-pooled']
+['movielens', 'sentiment', 'sentiment-meta-sgd', 'sentiment-pooled']
 >>> load("no-such-model")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -26,11 +26,12 @@ from personalize.errors import CheckpointError, require
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
-# Shipped model name -> its folder inside the package. "sentiment-pooled" is the pooled-transfer
-# baseline of the sentiment benchmark (the same adapters trained without episodes), kept for comparison.
-SHIPPED: dict[str, Path] = {"movielens": PRETRAINED_DIR / "movielens",
-                            "sentiment": PRETRAINED_DIR / "sentiment",
-                            "sentiment-pooled": PRETRAINED_DIR / "sentiment-pooled"}
+# Shipped model name -> its folder inside the package. "sentiment" (prototypes: one forward pass, any
+# number of classes) is the default; "sentiment-meta-sgd" takes one gradient step with meta-learned
+# per-entry step sizes (two classes only, about twice as slow, ahead on movie reviews, behind on
+# clothing); "sentiment-pooled" is the benchmark's pooled-transfer baseline (no episodes).
+SHIPPED: dict[str, Path] = {name: PRETRAINED_DIR / name
+                            for name in ("movielens", "sentiment", "sentiment-meta-sgd", "sentiment-pooled")}
 
 
 def shipped_path(name: str) -> Path:

@@ -170,3 +170,20 @@ def test_recommendations_page_never_asks_about_a_film_the_user_has_not_seen_agai
     assert not at.exception and at.session_state["answers"] == {}
     second = [question.label for question in at.select_slider]
     assert len(second) == 3 and not set(first) & set(second)
+
+
+@pytest.mark.slow
+def test_sentiment_page_with_the_gradient_model_adapts_and_names_its_two_class_limit(real_data) -> None:
+    at = app("pages/1_Sentiment.py").run()
+    at.selectbox(key="model").set_value("meta-learned, one gradient step (Meta-SGD; two classes)")
+    at.selectbox(key="domain").set_value("Skirts (clothing, unseen)").run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    adapted = next(metric for metric in at.metric if metric.label == "After adapting")
+    assert 0.6 < float(adapted.value.rstrip("%")) / 100 <= 1.0
+    at.selectbox(key="domain").set_value("Your own sentences").run()
+    # the starter table has two labels; a third is refused, not crashed on
+    at.session_state["own_table"] = {"added_rows": [{"text": "It is fine", "label": "meh"}],
+                                     "edited_rows": {}, "deleted_rows": []}
+    at.button(key="adapt").click().run()
+    assert not at.exception and any("3 classes" in element.value for element in at.error)
