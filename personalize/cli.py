@@ -149,6 +149,11 @@ def cmd_meta_fit(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     """Fetch every data set (a no-op when cached), print the suites, then adapt the shipped models."""
     from personalize import data
+    from personalize.encoder import PRECISIONS
+    from personalize.errors import require
+
+    require(args.precision is None or args.precision in PRECISIONS,  # before the fetch, not after it
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
 
     data.fetch(log=print)
     cmd_suites_list(args)

@@ -63,6 +63,9 @@ def test_demo_refuses_an_unknown_precision_before_any_work(capsys: pytest.Captur
     with pytest.raises(ConfigError, match="precision must be None or one of"):
         sentiment_demo(precision="int4")
     assert capsys.readouterr().out == ""
+    assert main(["demo", "--precision", "int4"]) == 1  # the command says so before fetching anything
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("personalize: error: --precision must be one of auto")
 
 
 @pytest.mark.slow
