@@ -27,8 +27,8 @@ DOMAINS = {"Jackets (clothing, unseen)": ("clothing-sentiment", "Jackets"),
            "Sweaters (clothing, unseen)": ("clothing-sentiment", "Sweaters"),
            "Skirts (clothing, unseen)": ("clothing-sentiment", "Skirts"),
            "Movies (Rotten Tomatoes, unseen)": ("movies-sentiment", "movies")}
-MODELS = {"meta-learned, prototypes (protonet)": "sentiment",
-          "meta-learned, one gradient step (Meta-SGD; two classes)": "sentiment-meta-sgd",
+MODELS = {"meta-learned (one Meta-SGD step; prototypes past two classes)": "sentiment",
+          "meta-learned, prototypes only (protonet; fastest)": "sentiment-protonet",
           "pooled transfer (no meta-learning)": "sentiment-pooled"}
 MAX_TEXT_CHARS = 500
 MAX_OWN_EXAMPLES = 200

@@ -221,7 +221,8 @@ def sentiment_demo(shots: int = 8, episodes: int = 5, precision: str | None = No
 
     classifier = load("sentiment", precision=precision)
     zero_shot = classifier.zero_shot()
-    print(f"Shipped sentiment model: {classifier.learner.name} on {classifier.encoder.name} "
+    companion = f" (prototypes past two classes: {classifier.multiclass.learner.name})" if classifier.multiclass else ""
+    print(f"Shipped sentiment model: {classifier.learner.name}{companion} on {classifier.encoder.name} "
           f"({classifier.encoder.precision} precision); "
           f"{episodes} seeded {shots}-shot episodes per unseen domain, 64 held-out queries each")
     rows = []

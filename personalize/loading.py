@@ -9,7 +9,7 @@ Shipped models live in the package's ``pretrained/`` folder (meta-learned by the
 - ``learner.json``: a bare meta-learner checkpoint.
 
 >>> sorted(SHIPPED)
-['movielens', 'sentiment', 'sentiment-meta-sgd', 'sentiment-pooled']
+['movielens', 'sentiment', 'sentiment-pooled', 'sentiment-protonet']
 >>> load("no-such-model")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -26,12 +26,17 @@ from personalize.errors import CheckpointError, require
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
-# Shipped model name -> its folder inside the package. "sentiment" (prototypes: one forward pass, any
-# number of classes) is the default; "sentiment-meta-sgd" takes one gradient step with meta-learned
-# per-entry step sizes (two classes only, about twice as slow, ahead on movie reviews, behind on
-# clothing); "sentiment-pooled" is the benchmark's pooled-transfer baseline (no episodes).
-SHIPPED: dict[str, Path] = {name: PRETRAINED_DIR / name
-                            for name in ("movielens", "sentiment", "sentiment-meta-sgd", "sentiment-pooled")}
+# Shipped model name -> its folder inside the package. "sentiment", the default, adapts a two-class
+# task by one gradient step with meta-learned per-entry step sizes (Meta-SGD) and a task with more
+# classes by prototypes: its multiclass companion, which also ships alone as "sentiment-protonet" (one
+# forward pass, about twice as fast, behind on movie reviews). "sentiment-pooled" is the benchmark's
+# pooled-transfer baseline (no episodes).
+SHIPPED: dict[str, Path] = {
+    "movielens": PRETRAINED_DIR / "movielens",
+    "sentiment": PRETRAINED_DIR / "sentiment",
+    "sentiment-pooled": PRETRAINED_DIR / "sentiment-pooled",
+    "sentiment-protonet": PRETRAINED_DIR / "sentiment" / "multiclass",
+}
 
 
 def shipped_path(name: str) -> Path:

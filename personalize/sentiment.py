@@ -7,7 +7,9 @@ predicts in the caller's own label space; ``adapt_many`` fits many domains in on
 ``zero_shot()`` is the model transferred as it is, with no example from the new domain.
 
 Tasks are not limited to the two classes of training: a metric learner (prototypes) adapts to any
-number of classes and to unbalanced support sets.
+number of classes and to unbalanced support sets. A learner with a fixed-size head (MAML, Meta-SGD:
+two outputs) can be given a ``multiclass`` companion, a prototype classifier on the same encoder, that
+adapts the tasks with more classes than the head has; the shipped ``sentiment`` model is built so.
 
 >>> from personalize.encoder import tiny_encoder
 >>> from personalize.learners import create_learner
@@ -41,12 +43,13 @@ from personalize.engine.batch import collate_tasks
 from personalize.errors import CheckpointError, ConfigError, require
 from personalize.files import read_json_document, staged_folder
 from personalize.learners import MetaLearner, TaskState
-from personalize.task_model import TaskModel, adapt_tasks
+from personalize.task_model import TaskModel, adapt_tasks, check_tasks
 
 FORMAT = "personalize-text-classifier"
 FORMAT_VERSION = 1
 CONFIG_FILE = "classifier.json"
 ZERO_SHOT_FILE = "zero_shot_state.safetensors"
+MULTICLASS_FOLDER = "multiclass"
 DEFAULT_LABELS = ("negative", "positive")
 
 
@@ -62,31 +65,47 @@ class SentimentClassifier:
             a class counts as when a task's class bears one of ``labels``' names (0 = support only).
             A few examples then refine the transferred classifier instead of replacing it; see
             :func:`tune_prior_strength`.
+        multiclass: the classifier that adapts tasks with more classes than ``learner``'s head has
+            (one whose learner takes any number of classes, on the same encoder object); without it
+            such tasks are refused.
     """
 
     def __init__(self, learner: MetaLearner, zero_shot_state: TaskState, labels: Sequence[Hashable] = DEFAULT_LABELS,
-                 record: dict[str, Any] | None = None, prior_strength: float = 0.0) -> None:
+                 record: dict[str, Any] | None = None, prior_strength: float = 0.0,
+                 multiclass: SentimentClassifier | None = None) -> None:
         require(learner.kind == "classification", "a SentimentClassifier needs a classification learner")
         require(prior_strength >= 0, f"prior_strength must be >= 0, got {prior_strength!r}")
+        if multiclass is not None:
+            require(not learner.any_number_of_classes,
+                    f"{learner.name} takes any number of classes already; it needs no multiclass classifier")
+            require(multiclass.learner.any_number_of_classes,
+                    f"the multiclass classifier must take any number of classes; {multiclass.learner.name} does not")
+            require(multiclass.encoder is learner.encoder,
+                    "the multiclass classifier must run on the same encoder object as the learner "
+                    "(load it with encoder=learner.encoder)")
+            require(multiclass.multiclass is None, "a multiclass classifier cannot have a multiclass companion")
         self.learner = learner
         self.zero_shot_state = zero_shot_state
         self.labels = tuple(labels)
         self.record = record or {}
         self.prior_strength = float(prior_strength)
+        self.multiclass = multiclass
 
     @property
     def encoder(self) -> Encoder:
         return self.learner.encoder
 
     def __repr__(self) -> str:
+        companion = f", multiclass={self.multiclass.learner.name!r}" if self.multiclass is not None else ""
         return (f"SentimentClassifier(learner={self.learner.name!r}, labels={self.labels!r}, "
-                f"encoder={self.encoder.name!r})")
+                f"encoder={self.encoder.name!r}{companion})")
 
     # --- building ------------------------------------------------------------------------------------
 
     @classmethod
     def build(cls, learner: MetaLearner, reference_texts: Sequence[str], reference_labels: Sequence[int],
-              labels: Sequence[Hashable] = DEFAULT_LABELS, record: dict[str, Any] | None = None) -> SentimentClassifier:
+              labels: Sequence[Hashable] = DEFAULT_LABELS, record: dict[str, Any] | None = None,
+              multiclass: SentimentClassifier | None = None) -> SentimentClassifier:
         """Wrap a trained learner; its zero-shot state comes from labelled meta-train ``reference_*`` examples.
 
         Optimization learners (and pooled transfer) predict zero-shot with their learned head as it is; metric and
@@ -102,7 +121,7 @@ class SentimentClassifier:
             batch = collate_tasks(learner.encoder, [list(reference_texts)], [list(reference_labels)],
                                   kind="classification")
             state = {name: value.detach().clone() for name, value in learner.adapt(batch).items()}
-        return cls(learner, state, labels, record)
+        return cls(learner, state, labels, record, multiclass=multiclass)
 
     # --- adapting ------------------------------------------------------------------------------------
 
@@ -120,7 +139,8 @@ class SentimentClassifier:
                    prior_strength: float | None = None) -> list[TaskModel]:
         """Fit many domains in one batched call; ``tasks`` is a list of (texts, labels).
 
-        ``prior_strength`` overrides the classifier's own (see the class docstring) for this call.
+        ``prior_strength`` overrides the classifier's own (see the class docstring) for this call; with
+        a ``multiclass`` companion it applies to the tasks the companion adapts.
         """
         first = tasks[0] if len(tasks) else ()
         require(not (len(first) and isinstance(first[0], str)),  # adapt_many(texts, labels) or ((texts, labels))
@@ -130,6 +150,27 @@ class SentimentClassifier:
                 raise ConfigError(f"task {index}: labels must be a list, got a single string")
         strength = self.prior_strength if prior_strength is None else prior_strength
         require(strength >= 0, f"prior_strength must be >= 0, got {strength!r}")
+        if self.multiclass is None:
+            return self._adapt_here(tasks, classes, strength)
+        # Check every task first, so an error names the task by its place in the caller's list.
+        task_classes = check_tasks(tasks, "classification", classes)
+        head = self.learner.config.head.num_classes
+        here = [i for i, names in enumerate(task_classes) if len(names) <= head]
+        there = [i for i, names in enumerate(task_classes) if len(names) > head]
+
+        def subset(indices: list[int]) -> tuple[list, list]:
+            return [tasks[i] for i in indices], [task_classes[i] for i in indices]
+
+        models: dict[int, TaskModel] = {}
+        if here:
+            models.update(zip(here, self._adapt_here(*subset(here), strength)))
+        if there:
+            models.update(zip(there, self.multiclass.adapt_many(*subset(there), prior_strength=prior_strength)))
+        return [models[i] for i in range(len(tasks))]
+
+    def _adapt_here(self, tasks: Sequence[tuple[Sequence[str], Sequence[Hashable]]],
+                    classes: Sequence[Sequence[Hashable]] | None, strength: float) -> list[TaskModel]:
+        """Adapt with this classifier's own learner (then move prototypes toward the prior)."""
         models = adapt_tasks(self.learner, tasks, classes)
         if strength > 0 and "prototypes" in self.zero_shot_state:
             for model in models:
@@ -161,6 +202,9 @@ class SentimentClassifier:
             save_tensors(staging / ZERO_SHOT_FILE, self.zero_shot_state)
             document = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(self.labels),
                         "prior_strength": self.prior_strength, "record": self.record}
+            if self.multiclass is not None:
+                self.multiclass.save(staging / MULTICLASS_FOLDER)
+                document["multiclass"] = MULTICLASS_FOLDER
             (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         return path
 
@@ -173,8 +217,15 @@ class SentimentClassifier:
         if not (path / ZERO_SHOT_FILE).is_file():
             raise CheckpointError(f"classifier {path} lacks {ZERO_SHOT_FILE}")
         state = load_file(str(path / ZERO_SHOT_FILE), device=str(learner.encoder.device))
+        multiclass = None
+        if "multiclass" in document:
+            folder = document["multiclass"]
+            if folder != MULTICLASS_FOLDER or not (path / folder / CONFIG_FILE).is_file():
+                raise CheckpointError(f"classifier {path}: its multiclass classifier {folder!r} is missing; "
+                                      f"expected the folder {path / MULTICLASS_FOLDER}")
+            multiclass = cls.load(path / folder, encoder=learner.encoder, device=device)
         return cls(learner, state, document["labels"], document.get("record", {}),
-                   prior_strength=float(document.get("prior_strength", 0.0)))
+                   prior_strength=float(document.get("prior_strength", 0.0)), multiclass=multiclass)
 
 
 def read_classifier_document(path: str | Path) -> dict[str, Any]:

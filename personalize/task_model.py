@@ -129,26 +129,18 @@ def adapt_tasks(
     Classification labels may be any str/int values; a task's classes are its sorted distinct labels
     unless ``classes`` gives them (then every class needs at least one example).
     """
-    require(len(tasks) >= 1, "adapt_tasks needs at least one task")
-    texts, targets, task_classes = [], [], []
-    for index, (task_texts, task_labels) in enumerate(tasks):
-        _check_texts(task_texts, where=f"task {index}: ")
-        if len(task_texts) != len(task_labels):
-            raise ConfigError(f"task {index}: {len(task_texts)} texts but {len(task_labels)} labels")
+    task_classes = check_tasks(tasks, learner.kind, classes)
+    texts, targets = [], []
+    for index, ((task_texts, task_labels), names) in enumerate(zip(tasks, task_classes)):
         texts.append(list(task_texts))
-        if learner.kind == "regression":
-            scores = np.asarray(task_labels, dtype=np.float64)
-            require(bool(np.isfinite(scores).all()), f"task {index}: scores must be finite numbers")
-            targets.append(scores.tolist())
-            task_classes.append(None)
+        if names is None:  # regression: the labels are scores
+            targets.append(np.asarray(task_labels, dtype=np.float64).tolist())
             continue
-        names = _class_names(task_labels, classes[index] if classes is not None else None, index)
         require(learner.any_number_of_classes or len(names) <= learner.config.head.num_classes,
                 f"task {index} has {len(names)} classes but the learner's head has "
                 f"{learner.config.head.num_classes}; meta-train with HeadConfig(num_classes={len(names)})")
         position = {name: i for i, name in enumerate(names)}
         targets.append([position[label] for label in task_labels])
-        task_classes.append(names)
     batch = collate_tasks(learner.encoder, texts, targets, kind=learner.kind)
     state = learner.adapt(batch)
     # Each task gets its own contiguous copy: no view pins the whole batch in memory, and the memory
@@ -156,6 +148,39 @@ def adapt_tasks(
     return [TaskModel(learner, {k: v[i:i + 1].clone(memory_format=torch.contiguous_format)
                                 for k, v in state.items()}, task_classes[i])
             for i in range(batch.num_tasks)]
+
+
+def check_tasks(tasks: Sequence[tuple[Sequence[str], Sequence[Any]]], kind: str,
+                classes: Sequence[Sequence[Hashable]] | None = None) -> list[tuple[Hashable, ...] | None]:
+    """Check every task's texts and labels; return each task's classes in order (None for scores).
+
+    Raises :class:`~personalize.errors.ConfigError` naming the first bad task.
+
+    >>> check_tasks([(["fine", "awful", "great"], ["ok", "bad", "ok"])], "classification")
+    [('bad', 'ok')]
+    >>> check_tasks([(["fine", ""], [1, 0])], "classification")
+    Traceback (most recent call last):
+    ...
+    personalize.errors.ConfigError: task 0: text 1 is empty
+    """
+    require(len(tasks) >= 1, "adapt_tasks needs at least one task")
+    require(classes is None or len(classes) == len(tasks),
+            f"classes gives {0 if classes is None else len(classes)} class lists for {len(tasks)} tasks")
+    task_classes: list[tuple[Hashable, ...] | None] = []
+    for index, (task_texts, task_labels) in enumerate(tasks):
+        _check_texts(task_texts, where=f"task {index}: ")
+        if len(task_texts) != len(task_labels):
+            raise ConfigError(f"task {index}: {len(task_texts)} texts but {len(task_labels)} labels")
+        if kind == "regression":
+            try:
+                scores = np.asarray(task_labels, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ConfigError(f"task {index}: scores must be numbers") from None
+            require(bool(np.isfinite(scores).all()), f"task {index}: scores must be finite numbers")
+            task_classes.append(None)
+        else:
+            task_classes.append(_class_names(task_labels, classes[index] if classes is not None else None, index))
+    return task_classes
 
 
 def _class_names(labels: Sequence[Any], given: Sequence[Hashable] | None, index: int) -> tuple[Hashable, ...]:
@@ -184,4 +209,4 @@ def _check_texts(texts: Sequence[str], where: str = "") -> None:
             raise ConfigError(f"{where}text {i} is empty")
 
 
-__all__ = ["TaskModel", "adapt_tasks"]
+__all__ = ["TaskModel", "adapt_tasks", "check_tasks"]

@@ -308,7 +308,8 @@ def goal_table(results: dict, models: Sequence[tuple[str, str]], pooled: str | N
 
 
 def model_rows(document: dict) -> list[tuple[str, str]]:
-    """(adapted row, zero-shot row) of the shipped model, then of each model added with ``--extra``.
+    """(adapted row, zero-shot row) of the shipped model, then of each model added with ``--extra``,
+    then of each model that was shipped before (``"earlier_models"``).
 
     Runs from before the rows were recorded name them in their command's ``--only`` options.
     """
@@ -325,6 +326,7 @@ def model_rows(document: dict) -> list[tuple[str, str]]:
         adapted_rows = [name for name in only if not name.endswith(", zero-shot")]
         if len(zero) == 1 and len(adapted_rows) == 1:
             models.append((adapted_rows[0], zero[0]))
+    models += [tuple(rows) for rows in document.get("earlier_models", [])]
     return list(dict.fromkeys(models))
 
 
@@ -479,12 +481,17 @@ def main(argv: list[str] | None = None) -> None:
         run_entry["model"] = f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"
         run_entry["rows"] = [meta, zero_shot_name]
     else:
+        earlier = (document.get("meta_method"), document.get("zero_shot_method"))
+        if earlier[0] not in (None, meta):  # a new shipped model: the former one keeps its goal-table row
+            document.setdefault("earlier_models", []).append(list(earlier))
         document.update({
             "seed": args.seed,
             "meta_method": meta,
             "zero_shot_method": zero_shot_name,
             "pooled_method": pooled_name or document.get("pooled_method"),
-            "model": (f"`{classifier.learner.name}` (prior strength {classifier.prior_strength:g}), trained by "
+            "model": (f"`{classifier.learner.name}`"
+                      + (f" (prior strength {classifier.prior_strength:g})" if classifier.prior_strength else "")
+                      + ", trained by "
                       f"`{record.get('command', '?')}` (seed {record.get('seed', '?')}, "
                       f"{record.get('wall_seconds', '?')} s on {record.get('device', '?')}, "
                       f"{record.get('machine', '')}); {record.get('steps_done', '?')} "

@@ -14,6 +14,10 @@ Examples::
     python scripts/meta_train.py --out /tmp/sentiment --steps 20 --val-episodes 8
     # Meta-SGD adapting in one step of learned per-entry step sizes
     python scripts/meta_train.py --out /tmp/sentiment --learner meta-sgd --inner-steps 1 --budget 1080
+    # the shipped layout: that, with a prototype classifier trained before taking tasks of 3+ classes
+    python scripts/meta_train.py --out /tmp/protonet
+    python scripts/meta_train.py --out /tmp/sentiment --learner meta-sgd --inner-steps 1 --budget 1080 \
+        --multiclass /tmp/protonet
     # model selection between families within one budget
     python scripts/meta_train.py --out /tmp/sentiment --learner protonet,fomaml --budget 3600
 
@@ -30,15 +34,18 @@ import dataclasses
 import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+from personalize.checkpoint import read_learner_document
 from personalize.encoder import load_encoder
 from personalize.engine.config import AdapterConfig, HeadConfig
+from personalize.errors import PersonalizeError
 from personalize.learners import create_learner, learner_class
 from personalize.meta_fit import MetaFitConfig, meta_fit
 from personalize.selection import SelectionConfig, select_learner
-from personalize.sentiment import SentimentClassifier, reference_examples, tune_prior_strength
+from personalize.sentiment import SentimentClassifier, read_classifier_document, reference_examples, tune_prior_strength
 from personalize.tasks import load_suite
 
 
@@ -67,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", help="save last/ and best/ here; resume from it")
     parser.add_argument("--retune-prior", action="store_true",
                         help="do not train: re-choose the prior strength of the classifier in --out")
+    parser.add_argument("--multiclass", metavar="DIR",
+                        help="a saved prototype classifier to adapt the tasks with more classes than the trained "
+                             "learner's head (copied into --out)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialization and episodes (default 0)")
     return parser.parse_args(argv)
@@ -95,6 +105,22 @@ def choose_prior_strength(classifier: SentimentClassifier, suite: object, seed: 
           + f"; best ± s.e. {best['mean']:.4f} ± {best['se']:.4f}; chose {chosen}")
 
 
+def check_multiclass_folder(folder: str, learners: tuple[str, ...], retune_prior: bool) -> None:
+    """Refuse, before any work, a --multiclass that cannot serve as the companion of what is trained."""
+    if retune_prior:
+        sys.exit("--multiclass attaches a companion to a newly trained classifier; it does nothing with --retune-prior")
+    if all(learner_class(name).any_number_of_classes for name in learners):
+        sys.exit(f"--multiclass: {', '.join(learners)} already take(s) any number of classes; no companion needed")
+    try:
+        read_classifier_document(folder)
+        companion = read_learner_document(Path(folder) / "learner")["learner"]
+    except PersonalizeError as error:
+        sys.exit(f"--multiclass: {error}")
+    if not learner_class(companion).any_number_of_classes:
+        sys.exit(f"--multiclass: {folder} holds a {companion} classifier, whose head has a fixed number of classes; "
+                 "it needs one that takes any number (protonet)")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     inner = {name: value for name, value in (("inner_steps", args.inner_steps), ("inner_lr", args.inner_lr))
@@ -103,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     if inner and (len(learners) > 1 or learner_class(learners[0]).family != "optimization"):
         sys.exit("--inner-steps/--inner-lr set the inner loop of one optimization learner (maml, fomaml, meta-sgd, "
                  f"reptile), not of {args.learner}; selection tries its own grid")
+    if args.multiclass:
+        check_multiclass_folder(args.multiclass, learners, args.retune_prior)
     started = time.perf_counter()
     suite = load_suite(args.suite)
     if args.retune_prior:
@@ -112,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         classifier.save(args.out)
         return
     encoder = load_encoder(device=args.device, max_length=args.max_length)
+    multiclass = SentimentClassifier.load(args.multiclass, encoder=encoder) if args.multiclass else None
     fields = {"adapter": AdapterConfig(rank=args.rank, layers=tuple(int(i) for i in args.layers.split(","))),
               "head": HeadConfig(num_classes=suite.spec.ways), "seed": args.seed}
     fields.update(inner)
@@ -134,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": str(encoder.device),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
     }
-    classifier = SentimentClassifier.build(learner, texts, labels, record=record)
+    classifier = SentimentClassifier.build(learner, texts, labels, record=record, multiclass=multiclass)
     choose_prior_strength(classifier, suite, args.seed)
     classifier.save(args.out)
     print(f"saved {learner.name} to {args.out}: best meta-validation loss {learner.record['best_val_loss']:.4f} "

@@ -59,11 +59,12 @@ def test_every_models_rows_get_the_same_goals_in_a_table(bench):
         {"command": "scripts/bench_sentiment.py --merge --extra --only 'meta b' --only 'meta b, zero-shot'",
          "model": "`b`"},                                            # an older run: rows named by --only
         {"command": "scripts/bench_sentiment.py --merge --extra", "model": "`c`", "rows": ["meta c", "meta c, 0"]},
-    ]}
+    ], "earlier_models": [["meta d", "meta d, zero-shot"]]}                 # shipped before "meta a"
     models = bench.model_rows(document)
-    assert models == [("meta a", "meta a, zero-shot"), ("meta b", "meta b, zero-shot"), ("meta c", "meta c, 0")]
+    assert models == [("meta a", "meta a, zero-shot"), ("meta b", "meta b, zero-shot"), ("meta c", "meta c, 0"),
+                      ("meta d", "meta d, zero-shot")]
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
             for line in bench.goal_table(results, models, pooled=None)[2:]}
     assert rows["meta a"] == ["0.930 met", "0.930 met", "+0.030 missed", "—", "80 ms met"]
     assert rows["meta b"] == ["0.850 met", "0.850 missed", "+0.150 met", "—", "500 ms missed"]
-    assert rows["meta c"] == ["—"] * 5  # a model without cells is listed, not guessed
+    assert rows["meta c"] == rows["meta d"] == ["—"] * 5  # a model without cells is listed, not guessed

@@ -216,3 +216,66 @@ def test_prior_strength_is_saved_and_tuned_on_validation_episodes(classifier, su
     assert reloaded.prior_strength == 4.0
     with pytest.raises(ConfigError, match="prior_strength must be >= 0"):
         SentimentClassifier(classifier.learner, classifier.zero_shot_state, prior_strength=-1)
+
+
+# --- a two-class gradient learner with a prototype companion for more classes (the shipped layout) ---------
+
+
+@pytest.fixture(scope="module")
+def two_class_with_companion(classifier) -> SentimentClassifier:
+    learner = create_learner("meta-sgd", classifier.encoder, adapter=ADAPTER, inner_steps=1)
+    return SentimentClassifier.build(learner, [], [], multiclass=classifier)
+
+
+THREE_CLASSES = (["topic1 good item", "topic1 bad item", "topic1 item size"], ["pos", "neg", "neutral"])
+TWO_CLASSES = (["topic2 good thing", "topic2 awful thing"], ["yes", "no"])
+
+
+def test_tasks_with_more_classes_than_the_head_go_to_the_multiclass_companion(two_class_with_companion,
+                                                                            classifier) -> None:
+    gradient_only = SentimentClassifier(two_class_with_companion.learner, two_class_with_companion.zero_shot_state)
+    two, three, two_again = two_class_with_companion.adapt_many([TWO_CLASSES, THREE_CLASSES, TWO_CLASSES])
+    assert two.learner is two_again.learner is two_class_with_companion.learner
+    assert three.learner is classifier.learner and three.classes == ("neg", "neutral", "pos")
+    probe = ["topic1 good", "topic2 awful"]
+    assert (three.predict_proba(probe) == classifier.adapt(*THREE_CLASSES).predict_proba(probe)).all()
+    assert (two.predict_proba(probe) == gradient_only.adapt(*TWO_CLASSES).predict_proba(probe)).all()
+    with pytest.raises(ConfigError, match="3 classes but the learner's head has 2"):
+        gradient_only.adapt(*THREE_CLASSES)
+
+
+def test_errors_name_the_task_by_its_place_in_the_callers_list(two_class_with_companion) -> None:
+    with pytest.raises(ConfigError, match="task 2: text 0 is empty"):
+        two_class_with_companion.adapt_many([TWO_CLASSES, THREE_CLASSES, (["", "bad", "meh"], ["a", "b", "c"])])
+    with pytest.raises(ConfigError, match="task 1: only one class"):
+        two_class_with_companion.adapt_many([THREE_CLASSES, (["good", "bad"], ["a", "a"])])
+
+
+def test_the_companion_must_take_any_number_of_classes_on_the_same_encoder(two_class_with_companion,
+                                                                          classifier) -> None:
+    learner = two_class_with_companion.learner
+    with pytest.raises(ConfigError, match="must take any number of classes"):
+        SentimentClassifier.build(learner, [], [], multiclass=SentimentClassifier.build(learner, [], []))
+    with pytest.raises(ConfigError, match="needs no multiclass classifier"):
+        SentimentClassifier(classifier.learner, classifier.zero_shot_state, multiclass=classifier)
+    other = SentimentClassifier(create_learner("protonet", tiny_encoder(seed=0), adapter=ADAPTER),
+                                classifier.zero_shot_state)
+    with pytest.raises(ConfigError, match="same encoder object"):
+        SentimentClassifier.build(learner, [], [], multiclass=other)
+
+
+def test_save_load_keeps_the_companion_on_one_encoder(two_class_with_companion, tmp_path) -> None:
+    two_class_with_companion.save(tmp_path / "clf")
+    assert json.loads((tmp_path / "clf" / "classifier.json").read_text())["multiclass"] == "multiclass"
+    reloaded = pz.load(tmp_path / "clf", encoder=tiny_encoder(seed=0))
+    assert reloaded.multiclass is not None and reloaded.multiclass.encoder is reloaded.encoder
+    assert reloaded.multiclass.prior_strength == two_class_with_companion.multiclass.prior_strength
+    probe = ["topic1 good", "topic2 awful"]
+    for task in (TWO_CLASSES, THREE_CLASSES):
+        assert (reloaded.adapt(*task).predict_proba(probe)
+                == two_class_with_companion.adapt(*task).predict_proba(probe)).all()
+    for path in (tmp_path / "clf" / "multiclass").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    with pytest.raises(CheckpointError, match="its multiclass classifier 'multiclass' is missing"):
+        pz.load(tmp_path / "clf", encoder=tiny_encoder(seed=0))

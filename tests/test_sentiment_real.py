@@ -43,32 +43,40 @@ def movie_accuracies(classifier, real_data) -> dict[str, float]:
 
 
 def test_shipped_checkpoint_records_how_it_was_made(classifier) -> None:
-    record = classifier.record
-    assert record["suite"] == "clothing-sentiment"
-    assert {"command", "seed", "wall_seconds", "device", "best_val_loss", "history"} <= set(record)
-    validations = [entry["val_loss"] for entry in record["history"] if "val_loss" in entry]
-    assert record["best_val_loss"] < validations[0]
-    assert str(int(classifier.prior_strength)) in record["prior_strength_scores"]
+    for model in (classifier, classifier.multiclass):  # Meta-SGD for two classes, prototypes for more
+        record = model.record
+        assert record["suite"] == "clothing-sentiment"
+        assert {"command", "seed", "wall_seconds", "device", "best_val_loss", "history"} <= set(record)
+        validations = [entry["val_loss"] for entry in record["history"] if "val_loss" in entry]
+        assert record["best_val_loss"] < validations[0]
+    assert (classifier.learner.name, classifier.multiclass.learner.name) == ("meta-sgd", "protonet")
+    three = classifier.adapt(["Runs small", "Perfect fit", "It is fine"], ["negative", "positive", "neutral"])
+    assert three.learner is classifier.multiclass.learner and len(three.classes) == 3
+    assert str(int(classifier.multiclass.prior_strength)) in classifier.multiclass.record["prior_strength_scores"]
 
 
 def test_adapted_shipped_init_beats_the_frozen_encoder_on_rotten_tomatoes(movie_accuracies) -> None:
-    assert movie_accuracies["adapted"] > movie_accuracies["frozen + LR"] + 0.03, movie_accuracies
+    assert movie_accuracies["adapted"] > movie_accuracies["frozen + LR"] + 0.10, movie_accuracies
 
 
-@pytest.mark.xfail(strict=True, reason="known miss, see docs/sentiment.md: on Rotten Tomatoes the transferred "
-                                       "(zero-shot) prototypes beat 8-shot adaptation")
 def test_adapting_beats_not_adapting_on_rotten_tomatoes(movie_accuracies) -> None:
+    """On these episodes 0.744 adapted against 0.734 zero-shot (measured 2026-12-02): one point, not the
+    issue's five, because the meta-learned head already transfers well (see docs/sentiment.md)."""
     assert movie_accuracies["adapted"] > movie_accuracies["zero-shot"], movie_accuracies
 
 
-def test_the_shipped_meta_sgd_init_adapts_past_its_zero_shot_the_protonet_and_the_frozen_encoder(
-        movie_accuracies) -> None:
-    """``sentiment-meta-sgd``, one gradient step of learned step sizes: on these episodes 0.744 adapted,
-    0.734 zero-shot, 0.712 for the protonet adapted, 0.579 for the frozen encoder (measured 2026-12-02).
+@pytest.fixture(scope="module")
+def protonet_accuracies(real_data) -> dict[str, float]:
+    return accuracies_on_movies(pz.load("sentiment-protonet", device="cpu"))
 
-    Its gain over its own zero-shot is one point, not the issue's five (see docs/sentiment.md).
-    """
-    scores = accuracies_on_movies(pz.load("sentiment-meta-sgd", device="cpu"))
-    assert scores["adapted"] > scores["zero-shot"], scores
-    assert scores["adapted"] > movie_accuracies["adapted"] + 0.01, (scores, movie_accuracies)
-    assert scores["adapted"] > movie_accuracies["frozen + LR"] + 0.10, (scores, movie_accuracies)
+
+def test_the_shipped_default_adapts_past_the_prototypes_it_keeps_for_more_classes(movie_accuracies,
+                                                                                  protonet_accuracies) -> None:
+    """``sentiment-protonet`` adapted scores 0.712 on these episodes (measured 2026-12-02)."""
+    assert movie_accuracies["adapted"] > protonet_accuracies["adapted"] + 0.01, (movie_accuracies, protonet_accuracies)
+
+
+@pytest.mark.xfail(strict=True, reason="known miss, see docs/sentiment.md: on Rotten Tomatoes the transferred "
+                                       "(zero-shot) prototypes beat 8-shot prototypes (0.740 against 0.712)")
+def test_the_prototypes_alone_adapt_past_their_zero_shot_on_rotten_tomatoes(protonet_accuracies) -> None:
+    assert protonet_accuracies["adapted"] > protonet_accuracies["zero-shot"], protonet_accuracies

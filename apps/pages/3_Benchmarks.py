@@ -12,6 +12,7 @@ import showcase  # noqa: E402
 st.set_page_config(layout="wide")
 st.title("Benchmarks")
 REPORTS = {"Sentiment": "sentiment-benchmark", "Sentiment: adaptation time": "sentiment-speed",
+           "Sentiment: prototypes' adaptation time": "sentiment-speed-protonet",
            "Sentiment: many-label ceiling": "sentiment-ceiling", "Recommendation": "recommend-benchmark",
            "Engine speed (CPU)": "engine-benchmark-cpu"}
 for tab, stem in zip(st.tabs(list(REPORTS)), REPORTS.values()):
