@@ -109,7 +109,7 @@ def frozen_logistic_regression(embed: FrozenEmbeddings) -> Callable[[list[str], 
 def frozen_prototypes(embed: FrozenEmbeddings) -> Callable[[list[str], list[int]], Predictor]:
     def fit(texts: list[str], labels: list[int]) -> Predictor:
         vectors, labels_array = embed(texts), np.asarray(labels)
-        prototypes = np.stack([vectors[labels_array == c].mean(0) for c in (0, 1)])
+        prototypes = np.stack([vectors[labels_array == c].mean(0) for c in range(labels_array.max() + 1)])
         prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
         return lambda queries: (embed(queries) @ prototypes.T).argmax(1)
     return fit
@@ -155,9 +155,11 @@ def setfit_method(model_path: str, scratch: Path) -> Callable[[list[str], list[i
 # --- running --------------------------------------------------------------------------------------------
 
 
-def run(methods: list[Method], shots: Sequence[int], episodes: int, seed: int) -> dict:
+def run(methods: list[Method], shots: Sequence[int], episodes: int, seed: int,
+        domains: Sequence[tuple[str, str]] = DOMAINS) -> dict:
+    """{domain: {method: {K: summary}}} over the seeded test episodes of each (suite, domain)."""
     results: dict = {}
-    for suite_name, task in DOMAINS:
+    for suite_name, task in domains:
         suite = load_suite(suite_name)
         for k in shots:
             cell_episodes = suite.episodes("test", shots=k, n=episodes, seed=seed, task=task)
@@ -185,7 +187,17 @@ def run(methods: list[Method], shots: Sequence[int], episodes: int, seed: int) -
 
 def markdown(results: dict, shots: Sequence[int], header: list[str], goals: list[str],
              table_of_goals: Sequence[str] = ()) -> str:
-    lines = [*header, ""]
+    lines = [*header, "", *result_tables(results, shots)]
+    lines += ["### Goals", "", *goals, ""]
+    if table_of_goals:
+        lines += ["The same goals for every meta-trained model of the report (K = 8; a dash: not measured):", "",
+                  *table_of_goals, ""]
+    return "\n".join(lines)
+
+
+def result_tables(results: dict, shots: Sequence[int]) -> list[str]:
+    """One markdown table per domain: a row per method, a column per K, and the 8-shot adaptation time."""
+    lines: list[str] = []
     for task, by_method in results.items():
         lines += [f"### {task}", "", "| method | " + " | ".join(f"K={k}" for k in shots) + " | adapt time, K=8 |",
                   "|---|" + "---:|" * (len(shots) + 1)]
@@ -196,11 +208,7 @@ def markdown(results: dict, shots: Sequence[int], header: list[str], goals: list
             shown = "—" if timing is None else f"{timing * 1000:.0f} ms"
             lines.append(f"| {name} | " + " | ".join(row) + f" | {shown} |")
         lines.append("")
-    lines += ["### Goals", "", *goals, ""]
-    if table_of_goals:
-        lines += ["The same goals for every meta-trained model of the report (K = 8; a dash: not measured):", "",
-                  *table_of_goals, ""]
-    return "\n".join(lines)
+    return lines
 
 
 def plot(results: dict, shots: Sequence[int], path: Path) -> None:

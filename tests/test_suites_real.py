@@ -39,6 +39,20 @@ def test_clothing_labels_follow_the_rating_rule(real_data) -> None:
         assert (by_text[text] >= 4) == (episode.classes[label] == "positive")
 
 
+def test_three_class_clothing_keeps_rating_3_as_neutral(real_data) -> None:
+    from personalize import data
+
+    reviews = data.load("clothing-reviews")["reviews"]
+    skirts = reviews.filter(reviews["domain"] == "Skirts", reviews["text"].is_not_null())
+    by_text = dict(zip(skirts["text"].to_list(), skirts["rating"].to_list()))
+    episode = load_suite("clothing-sentiment-3way").episodes("test", shots=8, n=1, seed=0, task="Skirts")[0]
+    assert episode.classes == ("negative", "neutral", "positive")
+    assert np.bincount(episode.query_labels).tolist() == [32, 32, 32]
+    expected = {"negative": (1, 2), "neutral": (3,), "positive": (4, 5)}
+    for text, label in zip(episode.query_texts, episode.query_labels):
+        assert by_text[text] in expected[episode.classes[label]]
+
+
 def test_movies_sentiment_is_one_balanced_test_domain(real_data) -> None:
     suite = load_suite("movies-sentiment")
     assert suite.splits().test == ("movies",) and not suite.splits().train

@@ -237,9 +237,13 @@ def test_interaction_suite_splits_users_8_1_1_without_sharing() -> None:
 
 
 def test_shipped_suites_parse() -> None:
-    assert available_suites() == ["clothing-sentiment", "movielens-users", "movies-sentiment"]
+    assert available_suites() == ["clothing-sentiment", "clothing-sentiment-3way", "movielens-users",
+                                  "movies-sentiment"]
     specs = {name: load_suite(name).spec for name in available_suites()}
     assert specs["clothing-sentiment"].splits.test == ("Jackets", "Sweaters", "Skirts")
+    three = specs["clothing-sentiment-3way"]
+    assert [rule.name for rule in three.classes] == ["negative", "neutral", "positive"] and three.ways == 3
+    assert three.splits == specs["clothing-sentiment"].splits
     assert specs["movielens-users"].min_ratings == 13 and specs["movielens-users"].max_ratings == 100
     with pytest.raises(SuiteError, match="shipped suites"):
         load_suite("no-such-suite")

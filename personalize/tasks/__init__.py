@@ -2,7 +2,7 @@
 
 >>> from personalize.tasks import available_suites
 >>> available_suites()
-['clothing-sentiment', 'movielens-users', 'movies-sentiment']
+['clothing-sentiment', 'clothing-sentiment-3way', 'movielens-users', 'movies-sentiment']
 """
 
 from personalize.tasks.episodes import Episode, TextTaskPool, keyed_rng
