@@ -28,6 +28,7 @@ personalize.errors.ConfigError: task 0: only one class ('yes') among the labels;
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -171,10 +172,49 @@ class SentimentClassifier:
     def _adapt_here(self, tasks: Sequence[tuple[Sequence[str], Sequence[Hashable]]],
                     classes: Sequence[Sequence[Hashable]] | None, strength: float) -> list[TaskModel]:
         """Adapt with this classifier's own learner (then move prototypes toward the prior)."""
+        if "head_weight" in self.zero_shot_state:
+            return self._adapt_from_matching_rows(tasks, classes)
         models = adapt_tasks(self.learner, tasks, classes)
         if strength > 0 and "prototypes" in self.zero_shot_state:
             for model in models:
                 model.state = self._shrunk_toward_prior(model, strength)
+        return models
+
+    def _adapt_from_matching_rows(self, tasks: Sequence[tuple[Sequence[str], Sequence[Hashable]]],
+                                  classes: Sequence[Sequence[Hashable]] | None) -> list[TaskModel]:
+        """Adapt a meta-learned head with each class starting on the head row that fits it.
+
+        The head's rows mean something (row 0 of the shipped model: negative), so a caller's classes
+        cannot take them in alphabetical order: ``("happy", "sad")`` would start happy on the
+        negative row, and one gradient step does not undo that. Classes named like ``labels`` take
+        their rows; otherwise the rows go to the classes in the order under which the zero-shot
+        model best predicts the support set. The adapted model keeps the caller's class order.
+        """
+        task_classes = check_tasks(tasks, "classification", classes)
+        named = [set(names) <= set(self.labels) for names in task_classes]
+        head_rows = self.learner.config.head.num_classes  # a task with more classes is refused by adapt_tasks
+        searched = [index for index, names in enumerate(task_classes) if not named[index] and len(names) <= head_rows]
+        probabilities = np.zeros((0, len(self.labels)))
+        if searched:  # one batched zero-shot pass over the support texts of every task that needs it
+            probabilities = self.zero_shot().predict_proba([text for index in searched for text in tasks[index][0]])
+        log_probabilities = np.log(np.clip(probabilities, 1e-12, None))
+        row_orders, start, is_searched = [], 0, set(searched)
+        for index, ((texts, labels), names) in enumerate(zip(tasks, task_classes)):
+            if index not in is_searched:
+                row_orders.append(tuple(sorted(names, key=self.labels.index)) if named[index] else names)
+                continue
+            support = log_probabilities[start:start + len(texts)]
+            start += len(texts)
+            class_of = [names.index(label) for label in labels]
+            best = max(itertools.permutations(range(len(names))),
+                       key=lambda rows: sum(support[i, rows[c]] for i, c in enumerate(class_of)))
+            row_orders.append(tuple(names[best.index(row)] for row in range(len(names))))
+        models = adapt_tasks(self.learner, tasks, row_orders)
+        for model, names in zip(models, task_classes):
+            order = [model.classes.index(name) for name in names]
+            model.state = {**model.state, "head_weight": model.state["head_weight"][:, order].contiguous(),
+                           "head_bias": model.state["head_bias"][:, order].contiguous()}
+            model.classes = names
         return models
 
     def _shrunk_toward_prior(self, model: TaskModel, strength: float) -> TaskState:

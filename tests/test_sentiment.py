@@ -279,3 +279,27 @@ def test_save_load_keeps_the_companion_on_one_encoder(two_class_with_companion, 
             path.unlink()
     with pytest.raises(CheckpointError, match="its multiclass classifier 'multiclass' is missing"):
         pz.load(tmp_path / "clf", encoder=tiny_encoder(seed=0))
+
+
+def test_a_meta_learned_head_gives_rows_by_fit_not_by_alphabet() -> None:
+    """Class names that sort in the other order must not start on the other head rows."""
+    import torch
+
+    learner = create_learner("meta-sgd", tiny_encoder(seed=0), adapter=ADAPTER, inner_steps=1)
+    with torch.no_grad():  # rows that differ, as a meta-learned head's do (a fresh head starts at zero)
+        head = learner.init["head_weight"]
+        head.copy_(torch.randn(head.shape, generator=torch.Generator().manual_seed(0)))
+    gradient = SentimentClassifier.build(learner, [], [])
+    texts = ["topic2 good thing", "topic2 fine thing", "topic2 awful thing", "topic2 bad thing"]
+    roles = [1, 1, 0, 0]
+    probe = ["topic2 good", "topic2 awful", "topic3 item"]
+    forward = gradient.adapt(texts, [("b", "a")[role] for role in roles])        # classes ('a', 'b')
+    backward = gradient.adapt(texts, [("y", "z")[role] for role in roles])       # classes ('y', 'z')
+    # role 1 is 'a' in one and 'z' in the other: the same probabilities, columns swapped
+    np.testing.assert_allclose(forward.predict_proba(probe), backward.predict_proba(probe)[:, ::-1], atol=1e-6)
+    # classes named like the zero-shot labels take their rows by name, and keep the caller's order
+    labels = [("negative", "positive")[role] for role in roles]
+    as_rows = gradient.adapt(texts, labels)
+    reordered = gradient.adapt(texts, labels, classes=["positive", "negative"])
+    assert (as_rows.classes, reordered.classes) == (("negative", "positive"), ("positive", "negative"))
+    np.testing.assert_allclose(reordered.predict_proba(probe), as_rows.predict_proba(probe)[:, ::-1], atol=1e-6)

@@ -80,3 +80,16 @@ def test_the_shipped_default_adapts_past_the_prototypes_it_keeps_for_more_classe
                                        "(zero-shot) prototypes beat 8-shot prototypes (0.740 against 0.712)")
 def test_the_prototypes_alone_adapt_past_their_zero_shot_on_rotten_tomatoes(protonet_accuracies) -> None:
     assert protonet_accuracies["adapted"] > protonet_accuracies["zero-shot"], protonet_accuracies
+
+
+def test_label_names_that_sort_positive_first_start_on_the_right_head_rows(classifier, real_data) -> None:
+    """("happy", "sad") sorts positive first; taking head rows in that order scored 0.105 (measured 2026-12-02)."""
+    scores = {}
+    for names in (("negative", "positive"), ("sad", "happy")):
+        correct = []
+        for episode in load_suite("clothing-sentiment").episodes("test", shots=8, n=6, seed=5):
+            model = classifier.adapt(episode.support_texts, [names[int(label)] for label in episode.support_labels])
+            correct += [names.index(p) == truth for p, truth in zip(model.predict(episode.query_texts),
+                                                                     episode.query_labels)]
+        scores[names] = float(np.mean(correct))
+    assert scores[("sad", "happy")] > 0.8 and abs(scores[("sad", "happy")] - scores[("negative", "positive")]) < 0.02
