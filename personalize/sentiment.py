@@ -151,13 +151,12 @@ class SentimentClassifier:
                 raise ConfigError(f"task {index}: labels must be a list, got a single string")
         strength = self.prior_strength if prior_strength is None else prior_strength
         require(strength >= 0, f"prior_strength must be >= 0, got {strength!r}")
-        if self.multiclass is None:
-            return self._adapt_here(tasks, classes, strength)
-        # Check every task first, so an error names the task by its place in the caller's list.
+        # Check every task once, here, so an error names the task by its place in the caller's list.
         task_classes = check_tasks(tasks, "classification", classes)
         head = self.learner.config.head.num_classes
-        here = [i for i, names in enumerate(task_classes) if len(names) <= head]
-        there = [i for i, names in enumerate(task_classes) if len(names) > head]
+        to_companion = [self.multiclass is not None and len(names) > head for names in task_classes]
+        here = [i for i, moved in enumerate(to_companion) if not moved]
+        there = [i for i, moved in enumerate(to_companion) if moved]
 
         def subset(indices: list[int]) -> tuple[list, list]:
             return [tasks[i] for i in indices], [task_classes[i] for i in indices]
@@ -170,18 +169,18 @@ class SentimentClassifier:
         return [models[i] for i in range(len(tasks))]
 
     def _adapt_here(self, tasks: Sequence[tuple[Sequence[str], Sequence[Hashable]]],
-                    classes: Sequence[Sequence[Hashable]] | None, strength: float) -> list[TaskModel]:
-        """Adapt with this classifier's own learner (then move prototypes toward the prior)."""
+                    task_classes: list[tuple[Hashable, ...]], strength: float) -> list[TaskModel]:
+        """Adapt checked tasks with this classifier's own learner (then move prototypes toward the prior)."""
         if "head_weight" in self.zero_shot_state:
-            return self._adapt_from_matching_rows(tasks, classes)
-        models = adapt_tasks(self.learner, tasks, classes)
+            return self._adapt_from_matching_rows(tasks, task_classes)
+        models = adapt_tasks(self.learner, tasks, task_classes)
         if strength > 0 and "prototypes" in self.zero_shot_state:
             for model in models:
                 model.state = self._shrunk_toward_prior(model, strength)
         return models
 
     def _adapt_from_matching_rows(self, tasks: Sequence[tuple[Sequence[str], Sequence[Hashable]]],
-                                  classes: Sequence[Sequence[Hashable]] | None) -> list[TaskModel]:
+                                  task_classes: list[tuple[Hashable, ...]]) -> list[TaskModel]:
         """Adapt a meta-learned head with each class starting on the head row that fits it.
 
         The head's rows mean something (row 0 of the shipped model: negative), so a caller's classes
@@ -190,7 +189,6 @@ class SentimentClassifier:
         their rows; otherwise the rows go to the classes in the order under which the zero-shot
         model best predicts the support set. The adapted model keeps the caller's class order.
         """
-        task_classes = check_tasks(tasks, "classification", classes)
         named = [set(names) <= set(self.labels) for names in task_classes]
         head_rows = self.learner.config.head.num_classes  # a task with more classes is refused by adapt_tasks
         searched = [index for index, names in enumerate(task_classes) if not named[index] and len(names) <= head_rows]
