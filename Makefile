@@ -2,6 +2,7 @@
 #   make demo   create or reuse .venv, install, fetch the data, open the demo app on the shipped models
 #   make test   create or reuse .venv, install, run the whole test suite
 # The CPU build of torch is installed before the project, so nothing pulls a multi-GB CUDA build.
+# The core install is lean (no streamlit, no datasets); the demo and the suite need the extras below.
 # For a GPU, see the README: install the CUDA torch wheel into the venv first, then `make demo`.
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[app,hf,sklearn,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,7 +22,7 @@ install: $(STAMP)
 # The fetch shows each step; offline, the app starts anyway and says what to do.
 demo: $(STAMP)
 	-$(VENV)/bin/personalize data fetch
-	$(VENV)/bin/streamlit run apps/Home.py --browser.gatherUsageStats false
+	$(VENV)/bin/personalize app
 
 # The same showcases in the terminal, no browser.
 demo-cli: $(STAMP)

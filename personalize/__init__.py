@@ -11,9 +11,14 @@ Importing the package is cheap: submodules load on first use, and heavy optional
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+# Quiet by default: records of the "personalize" logger go nowhere until the application configures
+# logging (see personalize.logs; the CLI's -v shows them).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _SUBMODULES = ("data", "encoder", "errors", "frames", "paths", "tasks", "learners")
 
@@ -33,6 +38,7 @@ _API = {
     "load_learner": "personalize.checkpoint",
     "load": "personalize.loading",
     "SentimentClassifier": "personalize.sentiment",
+    "FewShotClassifier": "personalize.estimator",
     "Recommender": "personalize.recommend",
     "RecommenderConfig": "personalize.recommend",
     "Columns": "personalize.recommend",

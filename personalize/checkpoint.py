@@ -7,6 +7,10 @@ A learner checkpoint is a folder:
 - ``meta_parameters.safetensors``: every meta-parameter (adapter and head initialization, learned
   step sizes, temperature, prior).
 
+Since format version 2 ``learner.json`` records the sha256 of the tensor file (``checksums``), and
+loading refuses a file that does not match; a version 1 checkpoint (no checksums) still loads.
+Saving never replaces a folder that is not a learner checkpoint; ``overwrite=True`` replaces one.
+
 Loading refuses a checkpoint whose encoder differs from the one given (or the bundled one): its
 meta-parameters would be meaningless on other weights. Nothing is unpickled.
 
@@ -31,17 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from personalize.encoder import Encoder, load_encoder
 from personalize.errors import CheckpointError, EncoderError
-from personalize.files import read_json_document, staged_folder
+from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
 from personalize.learners import MetaLearner, learner_class
 
 FORMAT = "personalize-learner"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)  # version 1: the same files, without checksums
 CONFIG_FILE = "learner.json"
 TENSORS_FILE = "meta_parameters.safetensors"
+KIND = SavedKind("learner checkpoint", CONFIG_FILE, frozenset({CONFIG_FILE, TENSORS_FILE}), FORMAT)
 
 
 def encoder_fingerprint(encoder: Encoder) -> str:
@@ -72,8 +78,13 @@ def check_encoder(encoder: Encoder, recorded: dict[str, Any], where: str) -> Non
         )
 
 
-def save_learner(learner: MetaLearner, path: str | Path, record: dict[str, Any] | None = None) -> Path:
-    """Write ``learner`` to folder ``path`` atomically (a crash leaves the previous folder intact)."""
+def save_learner(learner: MetaLearner, path: str | Path, record: dict[str, Any] | None = None, *,
+                 overwrite: bool = False) -> Path:
+    """Write ``learner`` to folder ``path`` atomically (a crash leaves the previous folder intact).
+
+    ``path`` must be new or an empty folder; ``overwrite=True`` also replaces a learner checkpoint
+    (and nothing else: see :func:`~personalize.files.staged_folder`).
+    """
     path = Path(path)
     document = {
         "format": FORMAT,
@@ -83,16 +94,15 @@ def save_learner(learner: MetaLearner, path: str | Path, record: dict[str, Any] 
         "encoder": encoder_record(learner.encoder),
         "record": record if record is not None else getattr(learner, "record", {}),
     }
-    tensors = {name: value.detach().cpu().contiguous() for name, value in learner.state_dict().items()}
-    with staged_folder(path) as staging:
-        save_file(tensors, str(staging / TENSORS_FILE))
+    with staged_folder(path, KIND, overwrite=overwrite) as staging:
+        document["checksums"] = {TENSORS_FILE: save_checked_tensors(staging, TENSORS_FILE, learner.state_dict())}
         (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path
 
 
 def read_learner_document(path: str | Path) -> dict[str, Any]:
     """The parsed ``learner.json`` of a checkpoint folder, checked for format and version."""
-    return read_json_document(path, CONFIG_FILE, FORMAT, FORMAT_VERSION, "learner checkpoint")
+    return read_json_document(path, CONFIG_FILE, FORMAT, READS_VERSIONS, "learner checkpoint")
 
 
 def load_learner(path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> MetaLearner:
@@ -104,10 +114,8 @@ def load_learner(path: str | Path, encoder: Encoder | None = None, device: str =
     check_encoder(encoder, document["encoder"], str(path))
     cls = learner_class(document["learner"])
     learner = cls(encoder, cls.config_class.from_dict(document["config"]))
-    tensors_file = path / TENSORS_FILE
-    if not tensors_file.is_file():
-        raise CheckpointError(f"checkpoint {path} lacks {TENSORS_FILE}")
-    tensors = load_file(str(tensors_file), device=str(encoder.device))
+    tensors = load_checked_tensors(path, TENSORS_FILE, document, what="checkpoint", device=str(encoder.device),
+                                   config_name=CONFIG_FILE)
     expected = learner.state_dict()
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
         raise CheckpointError(f"checkpoint {path}: its tensors do not match a {cls.__name__} with its config")

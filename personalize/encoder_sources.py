@@ -108,9 +108,15 @@ def bundled_model_dir() -> Path:
 
 
 def resolve_source(name_or_path: str | None, allow_download: bool) -> tuple[Path, str]:
-    """(folder holding the files, encoder name) for None (bundled), a local folder, or a Hub id."""
+    """(folder holding the files, encoder name) for None (bundled), a fetched encoder's name (see
+    :mod:`personalize.encoder_packages`; its pinned files are checked), a local folder, or a Hub id."""
     if name_or_path is None:
         return bundled_model_dir(), BUNDLED_NAME
+    from personalize.encoder_packages import fetched_folder, package_named
+
+    package = package_named(name_or_path)  # "mpnet-base", or the Hub name a checkpoint recorded
+    if package is not None:
+        return fetched_folder(package), package.hub_name
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path.resolve(), str(path.resolve())

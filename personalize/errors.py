@@ -54,8 +54,26 @@ class CheckpointError(PersonalizeError, ValueError):
     """A checkpoint folder is missing, incomplete, of another format, or does not fit its config."""
 
 
+class SaveError(PersonalizeError, OSError):
+    """A save cannot go where asked: the path is a file, a folder holding files the save did not write,
+    a saved model that ``overwrite=True`` was not given for, or a folder that cannot be written."""
+
+
 class EncoderError(PersonalizeError):
     """The encoder cannot be loaded, or it is not the encoder a checkpoint was trained with."""
+
+
+class MissingDependencyError(PersonalizeError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra to install."""
+
+
+class BankError(PersonalizeError, ValueError):
+    """A state bank is missing, damaged, of another model, or cannot be written."""
+
+
+class EngineError(PersonalizeError, RuntimeError):
+    """A distributed engine cannot run a batch job: no cluster at the address, a worker that cannot
+    load the model or loads another one, a worker that died."""
 
 
 def require(condition: bool, message: str, error: type[PersonalizeError] = ConfigError) -> None:

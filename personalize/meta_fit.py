@@ -5,8 +5,9 @@ into a support and a query TaskBatch, lets the learner accumulate its meta-gradi
 takes an AdamW step (linear warm-up, then cosine decay to a tenth). Every ``val_every`` steps the
 learner adapts to a fixed, seeded set of meta-validation episodes and is scored on their queries;
 the best validation state is kept. With ``checkpoint_dir`` the run saves ``last/`` (learner,
-optimizer, random state, history) and ``best/`` as it goes, and a later call with the same
-directory resumes where it stopped.
+optimizer, random state, history) every ``checkpoint_every`` steps (default: every ``val_every``)
+and at the end, and ``best/`` at each new best validation; a later call with the same directory
+resumes where it stopped and ends with the same meta-parameters as a run never interrupted.
 
 >>> from personalize.encoder import tiny_encoder
 >>> from personalize.learners import create_learner
@@ -29,19 +30,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from personalize.checkpoint import load_learner, save_learner, save_tensors
+from personalize.checkpoint import load_learner, save_learner
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
 from personalize.engine.episode_batches import episode_batches
 from personalize.engine.prefix_cache import cached_episode_batches
 from personalize.errors import ConfigError, require
-from personalize.files import staged_folder
+from personalize.files import SavedKind, load_checked_tensors, save_checked_tensors, staged_folder
 from personalize.learners import MetaLearner
+from personalize.logs import get_logger
 from personalize.tasks.episodes import TextTaskPool
 
+logger = get_logger(__name__)
+
 BatchMaker = Callable[[Encoder, Sequence[Any]], tuple[TaskBatch, TaskBatch]]
+TRAINER_FILE = "trainer.json"
+TRAINER_TENSORS = "trainer.safetensors"
+LAST_KIND = SavedKind("meta-training checkpoint", TRAINER_FILE, frozenset({TRAINER_FILE, TRAINER_TENSORS, "learner"}))
+# Settings that change neither what is trained nor how: a run may resume under other values of them.
+RESUMABLE_CHANGES = ("steps", "progress", "time_budget_s", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class MetaFitConfig:
     """K of the validation episodes; None = the middle of ``shots``."""
     checkpoint_dir: str | None = None
     """Folder for ``last/`` and ``best/`` checkpoints; resumes from ``last/`` when it exists."""
+    checkpoint_every: int | None = None
+    """Write ``last/`` every this many steps (and at the end); None = every ``val_every`` steps."""
     keep_best: bool = True
     """At the end, restore the meta-parameters that scored best on meta-validation."""
     time_budget_s: float | None = None
@@ -92,6 +102,9 @@ class MetaFitConfig:
                 f"MetaFitConfig.shots must be integers >= 1, got {self.shots!r}")
         require(self.train_query_per_class is None or self.train_query_per_class >= 1,
                 f"MetaFitConfig.train_query_per_class must be None or >= 1, got {self.train_query_per_class!r}")
+        every = self.checkpoint_every
+        require(every is None or (isinstance(every, int) and every >= 1),
+                f"MetaFitConfig.checkpoint_every must be None or an int >= 1, got {self.checkpoint_every!r}")
         require(self.time_budget_s is None or self.time_budget_s > 0,
                 f"MetaFitConfig.time_budget_s must be None or > 0, got {self.time_budget_s!r}")
 
@@ -127,17 +140,19 @@ def meta_fit(
     best = {name: value.detach().clone() for name, value in learner.state_dict().items()}
     if checkpoints is not None and (checkpoints / "last").is_dir():
         state = _resume(learner, optimizer, schedule, rng, checkpoints / "last", config)
+        logger.info(f"{learner.name}: resumed from {checkpoints / 'last'} at step {state['step']}")
         best_so_far = load_learner(checkpoints / "best", encoder=learner.encoder)
         best = {name: value.detach().clone() for name, value in best_so_far.state_dict().items()}
 
     def validate(step: int) -> None:
         metrics = _validate(learner, val_batches)
         state["history"].append({"step": step, **{f"val_{k}": v for k, v in metrics.items()}})
+        logger.info(f"{learner.name} step {step:5d}: " + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items()))
         if metrics["loss"] < state["best_val_loss"]:
             state["best_val_loss"], state["best_step"] = metrics["loss"], step
             best.update({name: value.detach().clone() for name, value in learner.state_dict().items()})
             if checkpoints is not None:
-                save_learner(learner, checkpoints / "best", _record(state, config))
+                save_learner(learner, checkpoints / "best", _record(state, config), overwrite=True)
 
     if state["step"] == 0:
         validate(0)
@@ -147,6 +162,7 @@ def meta_fit(
     while state["step"] < config.steps:
         if config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s:
             stopped_early = True
+            logger.info(f"{learner.name}: time budget of {config.time_budget_s:g} s spent at step {state['step']}")
             break
         learner.train()
         query = {} if config.train_query_per_class is None else {"query_per_class": config.train_query_per_class}
@@ -166,8 +182,9 @@ def meta_fit(
         bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("loss", "accuracy", "nll")})
         if state["step"] % config.val_every == 0 or state["step"] == config.steps:
             validate(state["step"])
-            if checkpoints is not None:
-                _save_last(learner, optimizer, schedule, rng, checkpoints / "last", state, config)
+        if checkpoints is not None and (state["step"] % (config.checkpoint_every or config.val_every) == 0
+                                        or state["step"] == config.steps):
+            _save_last(learner, optimizer, schedule, rng, checkpoints / "last", state, config)
     bar.close()
     if stopped_early and state["history"][-1].get("val_loss") is None:
         validate(state["step"])
@@ -244,23 +261,24 @@ def _save_last(learner: MetaLearner, optimizer: torch.optim.Optimizer, schedule:
     trainer = {"state": {k: v for k, v in state.items() if k != "history"},
                "param_groups": optimizer_state["param_groups"], "schedule": schedule.state_dict(),
                "numpy_rng": rng.bit_generator.state, "fit_config": asdict(config)}
-    with staged_folder(folder) as staging:
+    with staged_folder(folder, LAST_KIND, overwrite=True) as staging:
         save_learner(learner, staging / "learner", _record(state, config))
-        save_tensors(staging / "trainer.safetensors", tensors)
-        (staging / "trainer.json").write_text(json.dumps(trainer, indent=2) + "\n", encoding="utf-8")
+        trainer["checksums"] = {TRAINER_TENSORS: save_checked_tensors(staging, TRAINER_TENSORS, tensors)}
+        (staging / TRAINER_FILE).write_text(json.dumps(trainer, indent=2) + "\n", encoding="utf-8")
 
 
 def _resume(learner: MetaLearner, optimizer: torch.optim.Optimizer, schedule: Any, rng: np.random.Generator,
             folder: Path, config: MetaFitConfig) -> dict[str, Any]:
-    trainer = json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
-    saved = {k: v for k, v in trainer["fit_config"].items() if k not in ("steps", "progress", "time_budget_s")}
-    current = {k: v for k, v in asdict(config).items() if k not in ("steps", "progress", "time_budget_s")}
+    trainer = json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8"))
+    saved = {k: v for k, v in trainer["fit_config"].items() if k not in RESUMABLE_CHANGES}
+    current = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
     if json.loads(json.dumps(saved)) != json.loads(json.dumps(current)):
         raise ConfigError(f"cannot resume from {folder}: it was trained with other settings; "
                           "use another checkpoint_dir or the same MetaFitConfig")
     saved_learner = load_learner(folder / "learner", encoder=learner.encoder)
     learner.load_state_dict(saved_learner.state_dict())
-    tensors = load_file(str(folder / "trainer.safetensors"))
+    tensors = load_checked_tensors(folder, TRAINER_TENSORS, trainer, what="meta-training checkpoint",
+                                   config_name=TRAINER_FILE)
     optimizer_state: dict[str, Any] = {"state": {}, "param_groups": trainer["param_groups"]}
     for key, value in tensors.items():
         if key.startswith("optimizer."):

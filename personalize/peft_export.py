@@ -18,6 +18,7 @@ adapted task inside personalize.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -25,7 +26,11 @@ import torch
 from personalize.encoder import Encoder
 from personalize.engine.config import TARGET_PATHS, AdapterConfig
 from personalize.errors import ConfigError
-from personalize.files import staged_folder
+from personalize.files import SavedKind, save_checked_tensors, staged_folder
+
+CONFIG_FILE = "adapter_config.json"
+KIND = SavedKind("PEFT adapter folder", CONFIG_FILE, frozenset({
+    CONFIG_FILE, "adapter_model.safetensors", "README.md", "personalize_task_state.safetensors"}))
 
 
 def peft_key(name: str) -> str:
@@ -38,8 +43,14 @@ def peft_key(name: str) -> str:
 
 
 def export_peft(encoder: Encoder, adapter: AdapterConfig, weights: dict[str, torch.Tensor],
-                path: str | Path) -> Path:
-    """Write one task's adapter ``weights`` (no task dimension) as a PEFT LoRA folder at ``path``."""
+                path: str | Path, *, extra: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                overwrite: bool = False) -> Path:
+    """Write one task's adapter ``weights`` (no task dimension) as a PEFT LoRA folder at ``path``.
+
+    ``extra`` maps more safetensors file names to tensors written into the same folder, in the same
+    atomic step. ``path`` must be new or an empty folder; ``overwrite=True`` also replaces a PEFT
+    adapter folder (and nothing else).
+    """
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
     lora = LoraConfig(
@@ -60,6 +71,9 @@ def export_peft(encoder: Encoder, adapter: AdapterConfig, weights: dict[str, tor
                           f"unexpected {sorted(found - expected)[:3]}")
     set_peft_model_state_dict(model, state)
     path = Path(path)
-    with staged_folder(path) as staging:
-        model.save_pretrained(str(staging))
+    with staged_folder(path, KIND, overwrite=overwrite) as staging:
+        # Our adapters never touch the embeddings: say so, or peft asks the Hub about the base model's config.
+        model.save_pretrained(str(staging), save_embedding_layers=False)
+        for file_name, tensors in (extra or {}).items():
+            save_checked_tensors(staging, file_name, tensors)
     return path

@@ -30,7 +30,10 @@ from personalize.engine.episode_batches import episode_batches
 from personalize.errors import require
 from personalize.learners import LearnerConfig, MetaLearner, create_learner, learner_class
 from personalize.learners.maml import MAML
+from personalize.logs import get_logger
 from personalize.meta_fit import BatchMaker, MetaFitConfig, meta_fit
+
+logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,14 @@ def select_learner(suite: Any, encoder: Encoder, config: SelectionConfig | None 
         for variant in _variants(learner, config):
             scores = {k: v.mean().item() for k, v in variant.evaluate(support, query).items()}
             rows.append({"learner": name, **_inner_settings(variant), **scores, "fit_seconds": round(fit_seconds, 1)})
+            logger.info(f"candidate {name} {_inner_settings(variant)}: "
+                        + ", ".join(f"val {k} {v:.4f}" for k, v in scores.items()))
             goodness = scores["accuracy"] if "accuracy" in scores else -scores["mae"]
             if best is None or goodness > best[0]:
                 best = (goodness, variant)
     assert best is not None
     chosen = best[1]
+    logger.info(f"selected {chosen.name} {_inner_settings(chosen)}")
     chosen.record = {**chosen.record, "selection": {
         "chosen": {"learner": chosen.name, **_inner_settings(chosen)},
         "metric": "accuracy" if chosen.kind == "classification" else "mae",

@@ -36,21 +36,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from personalize.checkpoint import load_learner, save_learner, save_tensors
+from personalize.checkpoint import load_learner, save_learner
 from personalize.encoder import Encoder
 from personalize.engine.batch import collate_tasks
 from personalize.errors import CheckpointError, ConfigError, require
-from personalize.files import read_json_document, staged_folder
+from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
 from personalize.learners import MetaLearner, TaskState
-from personalize.task_model import TaskModel, adapt_tasks, check_tasks
+from personalize.task_model import TaskModel, _check_texts, adapt_tasks, check_tasks
 
 FORMAT = "personalize-text-classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: classifier.json records the sha256 of its tensor file; 1 (none) still loads
 CONFIG_FILE = "classifier.json"
 ZERO_SHOT_FILE = "zero_shot_state.safetensors"
 MULTICLASS_FOLDER = "multiclass"
+KIND = SavedKind("saved text classifier", CONFIG_FILE,
+                 frozenset({CONFIG_FILE, ZERO_SHOT_FILE, MULTICLASS_FOLDER, "learner"}), FORMAT)
 DEFAULT_LABELS = ("negative", "positive")
 
 
@@ -133,6 +134,7 @@ class SentimentClassifier:
         ``labels`` are str or int in any label space; the returned model predicts in it. ``classes``
         fixes the class order (every class then needs at least one example).
         """
+        _check_texts(texts)  # a bare string here would otherwise read as a list of (texts, labels) pairs
         return self.adapt_many([(texts, labels)], None if classes is None else [classes])[0]
 
     def adapt_many(self, tasks: Sequence[tuple[Sequence[str], Sequence[Hashable]]],
@@ -232,14 +234,19 @@ class SentimentClassifier:
 
     # --- saving and loading ----------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Write the classifier to folder ``path`` atomically: learner checkpoint, zero-shot state, JSON."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the classifier to folder ``path`` atomically: learner checkpoint, zero-shot state, JSON.
+
+        ``path`` must be new or an empty folder; ``overwrite=True`` also replaces a saved classifier
+        (and nothing else: a folder holding other files is refused).
+        """
         path = Path(path)
-        with staged_folder(path) as staging:
+        with staged_folder(path, KIND, overwrite=overwrite) as staging:
             save_learner(self.learner, staging / "learner", {})
-            save_tensors(staging / ZERO_SHOT_FILE, self.zero_shot_state)
+            checksum = save_checked_tensors(staging, ZERO_SHOT_FILE, self.zero_shot_state)
             document = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": list(self.labels),
-                        "prior_strength": self.prior_strength, "record": self.record}
+                        "prior_strength": self.prior_strength, "record": self.record,
+                        "checksums": {ZERO_SHOT_FILE: checksum}}
             if self.multiclass is not None:
                 self.multiclass.save(staging / MULTICLASS_FOLDER)
                 document["multiclass"] = MULTICLASS_FOLDER
@@ -248,13 +255,23 @@ class SentimentClassifier:
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> SentimentClassifier:
-        """Reload a saved classifier (default encoder: the bundled one, at the max_length its learner recorded)."""
+        """Reload a saved classifier (default encoder: the bundled one, at the max_length its learner recorded).
+
+        Refused with a CheckpointError naming the file: a tensor file changed since it was saved
+        (sha256), NaN or infinite values, or labels that do not fit the zero-shot state.
+        """
         path = Path(path)
         document = read_classifier_document(path)
         learner = load_learner(path / "learner", encoder=encoder, device=device)
-        if not (path / ZERO_SHOT_FILE).is_file():
-            raise CheckpointError(f"classifier {path} lacks {ZERO_SHOT_FILE}")
-        state = load_file(str(path / ZERO_SHOT_FILE), device=str(learner.encoder.device))
+        state = load_checked_tensors(path, ZERO_SHOT_FILE, document, what="classifier",
+                                     device=str(learner.encoder.device), config_name=CONFIG_FILE)
+        labels = document.get("labels")
+        rows = next((state[key].shape[1] for key in ("prototypes", "head_weight") if key in state), None)
+        require(isinstance(labels, list) and len(set(map(str, labels))) == len(labels) >= 2
+                and (rows is None or len(labels) <= rows),
+                f"{path / CONFIG_FILE}: labels {labels!r} do not fit the zero-shot state "
+                f"({rows} class rows in {ZERO_SHOT_FILE}); restore the file or save the classifier again",
+                CheckpointError)
         multiclass = None
         if "multiclass" in document:
             folder = document["multiclass"]
@@ -262,13 +279,13 @@ class SentimentClassifier:
                 raise CheckpointError(f"classifier {path}: its multiclass classifier {folder!r} is missing; "
                                       f"expected the folder {path / MULTICLASS_FOLDER}")
             multiclass = cls.load(path / folder, encoder=learner.encoder, device=device)
-        return cls(learner, state, document["labels"], document.get("record", {}),
+        return cls(learner, state, labels, document.get("record", {}),
                    prior_strength=float(document.get("prior_strength", 0.0)), multiclass=multiclass)
 
 
 def read_classifier_document(path: str | Path) -> dict[str, Any]:
     """The parsed ``classifier.json`` of a classifier folder, checked for format and version."""
-    return read_json_document(path, CONFIG_FILE, FORMAT, FORMAT_VERSION, "text classifier")
+    return read_json_document(path, CONFIG_FILE, FORMAT, (1, FORMAT_VERSION), "text classifier")
 
 
 def tune_prior_strength(classifier: SentimentClassifier, suite: Any, *, shots: Sequence[int] = (2, 8),

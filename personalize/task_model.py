@@ -26,18 +26,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from personalize.checkpoint import load_learner, save_learner, save_tensors
+from personalize.checkpoint import load_learner, save_learner
 from personalize.encoder import Encoder
 from personalize.engine.batch import collate_tasks
-from personalize.errors import ConfigError, require
-from personalize.files import read_json_document, staged_folder
+from personalize.errors import CheckpointError, ConfigError, require
+from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
 from personalize.learners import MetaLearner, TaskState
 from personalize.peft_export import export_peft
 
 PREDICT_CHUNK = 256
 TASK_FORMAT = "personalize-task"
+TASK_FORMAT_VERSION = 2  # 2: task.json records the sha256 of task_state.safetensors; 1 (none) still loads
+CONFIG_FILE = "task.json"
+STATE_FILE = "task_state.safetensors"
+KIND = SavedKind("saved task", CONFIG_FILE, frozenset({CONFIG_FILE, STATE_FILE, "learner"}), TASK_FORMAT)
 
 
 class TaskModel:
@@ -91,32 +94,67 @@ class TaskModel:
         return {name: (value[0] if value.dim() == 3 else value).detach()
                 for name, value in source.items() if name.startswith("layer")}
 
-    def to_peft(self, path: str | Path) -> Path:
-        """Write this task's adapter as a PEFT folder; the head/state is saved beside it."""
-        path = export_peft(self.learner.encoder, self.learner.config.adapter, self.adapter_weights(), path)
-        save_tensors(path / "personalize_task_state.safetensors", self.state)
-        return path
+    def to_peft(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write this task's adapter as a PEFT folder; the head/state is saved beside it.
 
-    def save(self, path: str | Path) -> Path:
-        """Save learner and task state into folder ``path`` (atomically)."""
+        ``path`` must be new or an empty folder; ``overwrite=True`` also replaces a PEFT adapter folder.
+        """
+        return export_peft(self.learner.encoder, self.learner.config.adapter, self.adapter_weights(), path,
+                           extra={"personalize_task_state.safetensors": self.state}, overwrite=overwrite)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save learner and task state into folder ``path`` (atomically).
+
+        ``path`` must be new or an empty folder; ``overwrite=True`` also replaces a saved task (and
+        nothing else: a folder holding other files is refused, see :func:`~personalize.files.staged_folder`).
+        """
         path = Path(path)
-        with staged_folder(path) as staging:
+        with staged_folder(path, KIND, overwrite=overwrite) as staging:
             save_learner(self.learner, staging / "learner")
-            save_tensors(staging / "task_state.safetensors", self.state)
-            document = {"format": TASK_FORMAT, "format_version": 1, "kind": self.kind,
-                        "classes": list(self.classes) if self.classes is not None else None}
-            (staging / "task.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            document = {"format": TASK_FORMAT, "format_version": TASK_FORMAT_VERSION, "kind": self.kind,
+                        "classes": list(self.classes) if self.classes is not None else None,
+                        "checksums": {STATE_FILE: save_checked_tensors(staging, STATE_FILE, self.state)}}
+            (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> TaskModel:
-        """Reload a saved task; ``encoder`` must be the one it was trained on (default: bundled)."""
+        """Reload a saved task; ``encoder`` must be the one it was trained on (default: bundled).
+
+        Refused with a CheckpointError naming the file: a tensor file changed since it was saved
+        (sha256), NaN or infinite values, or classes in task.json that do not fit the saved state.
+        """
         path = Path(path)
-        document = read_json_document(path, "task.json", TASK_FORMAT, 1, "saved task")
+        document = read_json_document(path, CONFIG_FILE, TASK_FORMAT, (1, TASK_FORMAT_VERSION), "saved task")
         learner = load_learner(path / "learner", encoder=encoder, device=device)
-        state = load_file(str(path / "task_state.safetensors"), device=str(learner.encoder.device))
-        classes = tuple(document["classes"]) if document["classes"] is not None else None
+        state = load_checked_tensors(path, STATE_FILE, document, what="saved task",
+                                     device=str(learner.encoder.device), config_name=CONFIG_FILE)
+        classes = _checked_classes(document.get("classes"), state, learner, path / CONFIG_FILE)
         return cls(learner, state, classes)
+
+
+def _checked_classes(classes: Any, state: TaskState, learner: MetaLearner,
+                     config_file: Path) -> tuple[Hashable, ...] | None:
+    """The classes recorded in ``config_file``, checked against the task state they label."""
+    if learner.kind == "regression":
+        require(classes is None, f"{config_file}: a regression task has no classes, got {classes!r}", CheckpointError)
+        return None
+    fix = "restore the file or save the task again"
+    require(isinstance(classes, list) and all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes),
+            f"{config_file}: classes must be a list of str or int, got {classes!r}; {fix}", CheckpointError)
+    require(len(set(classes)) == len(classes) >= 2,
+            f"{config_file}: classes must be at least two distinct names, got {classes!r}; {fix}", CheckpointError)
+    if "class_counts" in state:  # prototypes: one row per class with support examples, padding after
+        rows = int((state["class_counts"][0] > 0).sum())
+    elif "head_weight" in state:  # a head: one row per class it can predict
+        rows = state["head_weight"].shape[1]
+    else:
+        rows = len(classes)
+    exact = "class_counts" in state
+    require(len(classes) == rows if exact else len(classes) <= rows,
+            f"{config_file} names {len(classes)} classes but the saved state has {rows} class rows; {fix}",
+            CheckpointError)
+    return tuple(classes)
 
 
 def adapt_tasks(
@@ -201,6 +239,11 @@ def _class_names(labels: Sequence[Any], given: Sequence[Hashable] | None, index:
 
 
 def _check_texts(texts: Sequence[str], where: str = "") -> None:
+    if isinstance(texts, (str, bytes)):
+        raise ConfigError(f"{where}texts must be a list of strings, got a single {type(texts).__name__} "
+                          f"{texts[:30]!r}; wrap it in a list: [text]")
+    require(hasattr(texts, "__len__") and hasattr(texts, "__getitem__"),
+            f"{where}texts must be a list of strings, got {type(texts).__name__}")
     require(len(texts) >= 1, f"{where}no texts given")
     for i, text in enumerate(texts):
         if not isinstance(text, str):

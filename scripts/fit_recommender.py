@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 
 import personalize as pz
 from personalize import data
+from personalize.logs import show_logs
 from personalize.recommend import Recommender, RecommenderConfig
 from personalize.tasks import load_suite
 
@@ -40,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     validation = ratings.filter(pl.col("user_id").is_in(list(splits["val"])))
     config = RecommenderConfig(steps=args.steps, seed=args.seed)
     started = time.perf_counter()
-    recommender = Recommender.meta_fit(train, items, config, validation=validation,
-                                       encoder=pz.load_encoder(max_length=32), progress=True)
+    with show_logs(stream=sys.stdout, fmt="%(message)s"):  # the library's per-validation lines, as printed before
+        recommender = Recommender.meta_fit(train, items, config, validation=validation,
+                                           encoder=pz.load_encoder(max_length=32))
     seconds = time.perf_counter() - started
     recommender.record["run"] = {"command": f"python scripts/fit_recommender.py --split-seed {args.split_seed} "
                                             f"--steps {args.steps} --seed {args.seed}",
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "machine": f"{platform.processor() or platform.machine()}, "
                                             f"{torch.get_num_threads()} threads",
                                  "train_ratings": train.height, "validation_users": len(splits["val"])}
-    recommender.save(args.out)
+    recommender.save(args.out, overwrite=True)  # replaces a recommender at --out (e.g. the shipped one), nothing else
     print(f"{recommender} -> {args.out} in {seconds:.1f} s; best validation MAE "
           f"{recommender.record['best_val_mae']:.4f} at step {recommender.record['best_step']}; "
           f"ranking rating weight {recommender.rating_weight}")

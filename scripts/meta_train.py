@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         classifier = SentimentClassifier.load(args.out, device=args.device)
         choose_prior_strength(classifier, suite, args.seed)
         classifier.record["prior_command"] = "python " + " ".join(sys.argv)
-        classifier.save(args.out)
+        classifier.save(args.out, overwrite=True)  # the classifier it loaded: replaced with its new prior
         return
     encoder = load_encoder(device=args.device, max_length=args.max_length)
     multiclass = SentimentClassifier.load(args.multiclass, encoder=encoder) if args.multiclass else None
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     classifier = SentimentClassifier.build(learner, texts, labels, record=record, multiclass=multiclass)
     choose_prior_strength(classifier, suite, args.seed)
-    classifier.save(args.out)
+    classifier.save(args.out, overwrite=True)  # replaces a classifier at --out (e.g. the shipped one), nothing else
     print(f"saved {learner.name} to {args.out}: best meta-validation loss {learner.record['best_val_loss']:.4f} "
           f"at step {learner.record['best_step']} after {record['wall_seconds']:.0f} s")
 

@@ -45,8 +45,10 @@ def test_suites_list_prints_every_suite_with_its_sizes(real_data, capsys: pytest
     assert main(["suites", "list"]) == 0
     table = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
-    assert set(rows) == {"clothing-sentiment", "clothing-sentiment-3way", "movielens-users", "movies-sentiment"}
+    assert set(rows) == {"clothing-sentiment", "clothing-sentiment-3way", "movielens-users", "movies-sentiment",
+                         "multi-domain-sentiment"}
     assert "| 12808 " in rows["movies-sentiment"] and "3-way, 32 queries/class" in rows["clothing-sentiment-3way"]
+    assert "clothing-reviews + vader-snippets + pattern-polarity" in rows["multi-domain-sentiment"]
 
 
 @pytest.mark.slow

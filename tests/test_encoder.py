@@ -375,7 +375,7 @@ def test_missing_path_names_the_path(missing):
 
 def test_hub_id_without_allow_download_explains_the_fix():
     with pytest.raises(EncoderError) as caught:
-        load_encoder("sentence-transformers/all-mpnet-base-v2", device="cpu")
+        load_encoder("sentence-transformers/paraphrase-MiniLM-L3-v2", device="cpu")
     message = str(caught.value)
     assert "downloads are off" in message and "allow_download=True" in message and "local" in message
 

@@ -459,7 +459,8 @@ def test_broken_or_incomplete_folders_raise_checkpoint_errors(saved, tmp_path) -
         pz.load(broken)
     document = json.loads((saved / "recommender.json").read_text())
     (broken / "recommender.json").write_text(json.dumps({**document, "format_version": 99}))
-    with pytest.raises(CheckpointError, match="is not a personalize-recommender v1 file"):
+    with pytest.raises(CheckpointError,
+                       match=r"personalize-recommender v1 or v2 file \(found format .personalize-recommender. v99"):
         pz.load(broken)
     (broken / "recommender.json").unlink()
     with pytest.raises(CheckpointError, match="not saved by personalize"):
@@ -700,32 +701,29 @@ def test_ratings_on_a_continuous_scale_have_no_distribution(data) -> None:
         user.predict(ACTION[5:7], estimate="median")
 
 
-# --- the batch script ---------------------------------------------------------------------------------------
+# --- the batch command ----------------------------------------------------------------------------------------
 
 
-def test_adapt_users_script_writes_every_users_top_n_or_nothing(saved, data, tmp_path, capsys) -> None:
-    import importlib.util
-    from pathlib import Path
+def test_adapt_users_command_writes_every_users_top_n_or_refuses(saved, data, tmp_path, capsys) -> None:
+    from personalize.bank import StateBank
+    from personalize.cli import main
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "adapt_users.py"
-    spec = importlib.util.spec_from_file_location("adapt_users", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     ratings, _ = data
     log = tmp_path / "log.csv"
     ratings.filter(pl.col("user_id") < 5).rename({"user_id": "uid"}).write_csv(log)
-    out = tmp_path / "top.parquet"
-    assert module.main([str(log), "--out", str(out), "--model", str(saved), "--n", "3", "--user-column", "uid"]) == 0
-    top = pl.read_parquet(out)
-    assert top.columns[0] == "uid" and sorted(top["uid"].unique().to_list()) == [0, 1, 2, 3, 4]
-    assert top.group_by("uid").len()["len"].to_list() == [3] * 5
+    bank = tmp_path / "bank"
+    assert main(["adapt-users", str(log), "--out", str(bank), "--model", str(saved), "--top", "3",
+                 "--user-column", "uid", "--no-progress"]) == 0
+    top = pl.read_parquet(bank / "top" / "*.parquet")
+    assert sorted(top["user_id"].unique().to_list()) == [0, 1, 2, 3, 4]
+    assert top.group_by("user_id").len()["len"].to_list() == [3] * 5
     single = pz.load(saved).adapt(ratings.filter(pl.col("user_id") == 2).select("item_id", "rating")).recommend(n=3)
-    assert top.filter(pl.col("uid") == 2)["item_id"].to_list() == single["item_id"].to_list()
-    # A log without the named user column: an error message, exit code 2, and no output file.
-    failed = tmp_path / "failed.parquet"
-    assert module.main([str(log), "--out", str(failed), "--model", str(saved)]) == 2
-    assert "lacks column(s) 'user_id'" in capsys.readouterr().err
-    assert not failed.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".failed")]
+    assert top.filter(pl.col("user_id") == 2).sort("rank")["item_id"].to_list() == single["item_id"].to_list()
+    # A log without the named user column: one line, exit code 1, and the bank as it was.
+    capsys.readouterr()
+    assert main(["adapt-users", str(log), "--out", str(bank), "--model", str(saved), "--top", "3"]) == 1
+    assert "lacks column(s) ['user_id']" in capsys.readouterr().err
+    assert StateBank(bank).verify().ok and len(StateBank(bank)) == 5
 
 
 def test_similar_rated_names_liked_items_of_the_same_kind(rec) -> None:

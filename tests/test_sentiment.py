@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import personalize as pz
 from personalize.encoder import tiny_encoder
@@ -128,8 +129,15 @@ def test_zero_shot_of_an_optimization_learner_is_its_meta_learned_head() -> None
     classifier = SentimentClassifier.build(learner, [], [])
     model = classifier.zero_shot()
     assert model.classes == ("negative", "positive")
-    assert set(model.predict(["good", "bad"])) <= {"negative", "positive"}
     assert all(value.shape[0] == 1 for value in model.state.values())
+    for name, value in learner.init_params().items():  # the meta-learned init itself, not a copy of something else
+        assert torch.equal(model.state[name][0], value.detach()), name
+    # Its head decides: a large bias on one row makes that row's label the prediction, for either row.
+    for row, label in enumerate(("negative", "positive")):
+        bias = torch.zeros(1, 2)
+        bias[0, row] = 1e4
+        model.state = {**model.state, "head_bias": bias}
+        assert model.predict(["good", "bad"]) == [label, label]
 
 
 @pytest.mark.parametrize(("texts", "labels", "message"), [
@@ -211,6 +219,18 @@ def test_prior_strength_is_saved_and_tuned_on_validation_episodes(classifier, su
     scores = tune_prior_strength(classifier, suite, shots=(2,), episodes=4, grid=(0, 4, 1e6))
     assert set(scores) == {"0", "4", "1000000.0"}
     assert all(0 <= score["mean"] <= 1 and score["se"] >= 0 for score in scores.values())
+    # Recomputed by hand on the same seeded validation episodes: strength 0 is plain adaptation, a huge
+    # strength is the zero-shot classifier.
+    plain, zero_shot = [], []
+    for episode in suite.episodes("val", shots=2, n=4, seed=20_000):
+        names = [classifier.labels[int(label)] for label in episode.support_labels]
+        truth = [classifier.labels[int(label)] for label in episode.query_labels]
+        adapted = classifier.adapt_many([(episode.support_texts, names)], [classifier.labels], prior_strength=0)[0]
+        plain.append(np.mean(np.array(adapted.predict(episode.query_texts)) == np.array(truth)))
+        zero_shot.append(np.mean(np.array(classifier.zero_shot().predict(episode.query_texts)) == np.array(truth)))
+    assert scores["0"]["mean"] == pytest.approx(np.mean(plain))
+    assert scores["1000000.0"]["mean"] == pytest.approx(np.mean(zero_shot))
+    assert np.mean(plain) != np.mean(zero_shot)  # the two ends of the grid differ here, so the check bites
     tuned = SentimentClassifier(classifier.learner, classifier.zero_shot_state, classifier.labels, prior_strength=4)
     reloaded = pz.load(tuned.save(tmp_path / "clf"), encoder=tiny_encoder(seed=0))
     assert reloaded.prior_strength == 4.0

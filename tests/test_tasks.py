@@ -238,7 +238,7 @@ def test_interaction_suite_splits_users_8_1_1_without_sharing() -> None:
 
 def test_shipped_suites_parse() -> None:
     assert available_suites() == ["clothing-sentiment", "clothing-sentiment-3way", "movielens-users",
-                                  "movies-sentiment"]
+                                  "movies-sentiment", "multi-domain-sentiment"]
     specs = {name: load_suite(name).spec for name in available_suites()}
     assert specs["clothing-sentiment"].splits.test == ("Jackets", "Sweaters", "Skirts")
     three = specs["clothing-sentiment-3way"]

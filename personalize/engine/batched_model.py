@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from personalize.encoder import Encoder
+from personalize.encoder import Encoder, require_engine_support
 from personalize.engine.batch import TaskBatch
 from personalize.engine.config import TARGET_PATHS, AdapterConfig, HeadConfig
 from personalize.errors import ConfigError
@@ -42,6 +42,7 @@ class BatchedLoRAModel:
     """Frozen BERT + per-task LoRA + per-task head, evaluated functionally over a task batch."""
 
     def __init__(self, encoder: Encoder, adapter: AdapterConfig, head: HeadConfig) -> None:
+        require_engine_support(encoder)  # the one check of the architecture; relax it there
         self.encoder = encoder
         self.adapter = adapter
         self.head = head

@@ -50,13 +50,46 @@ def user_posterior(features: torch.Tensor, residuals: torch.Tensor, mask: torch.
         noise_variance: scalar σ².
     """
     weighted = features * mask.unsqueeze(-1)
-    precision = torch.einsum("und,une->ude", weighted, features) / noise_variance
-    precision = precision + torch.diag_embed(1.0 / prior_variance + JITTER).expand_as(precision)
+    gram = torch.einsum("und,une->ude", weighted, features)
+    return _solve(gram, torch.einsum("und,un->ud", weighted, residuals), prior_mean, prior_variance, noise_variance)
+
+
+def posterior_from_rows(features: torch.Tensor, residuals: torch.Tensor, users: torch.Tensor, num_users: int,
+                        prior_mean: torch.Tensor, prior_variance: torch.Tensor, noise_variance: torch.Tensor,
+                        rows_per_step: int = 131_072) -> Posterior:
+    """The posterior of :func:`user_posterior` from unpadded rows: ``features`` [R, D] and ``residuals``
+    [R] of every rating, ``users`` [R] saying whose (0..num_users-1). No padding, so users with long
+    and short histories cost what their ratings cost; rows are summed ``rows_per_step`` at a time.
+
+    >>> features = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 0.5]])
+    >>> flat = posterior_from_rows(features, torch.tensor([1.0, 2.0, 0.5]), torch.tensor([0, 0, 1]), 3,
+    ...                            torch.zeros(2), torch.ones(2), torch.tensor(0.5))
+    >>> padded = user_posterior(torch.stack([features[:2], torch.cat([features[2:], features[2:]]),
+    ...                                      features[:2]]), torch.tensor([[1.0, 2.0], [0.5, 0.0], [0.0, 0.0]]),
+    ...                         torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]), torch.zeros(2), torch.ones(2),
+    ...                         torch.tensor(0.5))
+    >>> torch.allclose(flat.mean, padded.mean) and torch.allclose(flat.covariance, padded.covariance)
+    True
+    """
+    size = features.shape[-1]
+    gram = torch.zeros(num_users, size, size, dtype=features.dtype)
+    moment = torch.zeros(num_users, size, dtype=features.dtype)
+    for start in range(0, len(features), rows_per_step):
+        part = slice(start, start + rows_per_step)
+        rows = features[part]
+        gram.index_add_(0, users[part], rows[:, :, None] * rows[:, None, :])
+        moment.index_add_(0, users[part], rows * residuals[part, None])
+    return _solve(gram, moment, prior_mean, prior_variance, noise_variance)
+
+
+def _solve(gram: torch.Tensor, moment: torch.Tensor, prior_mean: torch.Tensor, prior_variance: torch.Tensor,
+           noise_variance: torch.Tensor) -> Posterior:
+    """The posterior from each user's ``XᵀX`` [U, D, D] and ``Xᵀ(r - base)`` [U, D]."""
+    precision = gram / noise_variance + torch.diag_embed(1.0 / prior_variance + JITTER).expand_as(gram)
     factor = torch.linalg.cholesky(precision)
-    target = prior_mean / prior_variance + torch.einsum("und,un->ud", weighted, residuals) / noise_variance
+    target = prior_mean / prior_variance + moment / noise_variance
     mean = torch.cholesky_solve(target.unsqueeze(-1), factor).squeeze(-1)
-    covariance = torch.cholesky_inverse(factor)
-    return Posterior(mean=mean, covariance=covariance)
+    return Posterior(mean=mean, covariance=torch.cholesky_inverse(factor))
 
 
 def predictive(posterior: Posterior, features: torch.Tensor, base: torch.Tensor,

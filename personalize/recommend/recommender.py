@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from personalize.encoder import Encoder
 from personalize.errors import CheckpointError, ConfigError, SchemaError, require
-from personalize.files import read_json_document, staged_folder
+from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
 from personalize.recommend.catalogue import Catalogue, UnknownItems
 from personalize.recommend.config import RecommenderConfig
 from personalize.recommend.inputs import Columns, checked_items, checked_ratings
@@ -45,9 +44,10 @@ if TYPE_CHECKING:
     import polars as pl
 
 FORMAT = "personalize-recommender"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: recommender.json records the sha256 of tables.safetensors; 1 (none) still loads
 CONFIG_FILE = "recommender.json"
 TENSORS_FILE = "tables.safetensors"
+KIND = SavedKind("saved recommender", CONFIG_FILE, frozenset({CONFIG_FILE, TENSORS_FILE}), FORMAT)
 ADAPT_CHUNK = 512  # users per batched posterior solve in adapt_many
 
 
@@ -124,6 +124,8 @@ class Recommender:
             validation: ratings of other users for model selection; by default
                 ``config.validation_fraction`` of the users with enough ratings are held out of ``ratings``.
             encoder: the frozen text encoder (default: the bundled MiniLM).
+            progress: show a progress bar over the training steps (each validation's MAE is logged
+                at INFO on the ``personalize`` logger either way).
         """
         import polars as pl
 
@@ -146,7 +148,8 @@ class Recommender:
                    for frame in (ratings, validation)]
         catalogue.popularity = np.bincount(indexed[0]["item_id"].to_numpy(), minlength=len(catalogue))
         encoder = encoder if encoder is not None else load_encoder()
-        embeddings = (encoder.embed(catalogue.texts, batch_size=config.text_batch_size, normalize=True)
+        embeddings = (encoder.embed(catalogue.texts, batch_size=config.text_batch_size, normalize=True,
+                                    progress=progress)
                       if config.use_text else torch.zeros(len(catalogue), 1))
         global_mean = float(ratings["rating"].mean())
         warm, meta = _split_users(indexed[0], config)
@@ -193,9 +196,11 @@ class Recommender:
         """Adapt to one user from a frame of item id and rating (one row is enough).
 
         Items not in the catalogue are skipped with a warning (``unknown_items="raise"`` refuses
-        them); an empty history gives the meta-learned prior, with a warning saying so.
+        them); an empty history gives the meta-learned prior, with a warning saying so. An item rated
+        more than once is refused (each copy would count as another rating).
         """
         frame = checked_ratings(history, columns or self.columns, with_user=False, rating_range=self.rating_range)
+        _refuse_duplicates(frame, (columns or self.columns).item, user=user)
         positions, known = self.catalogue.lookup(frame["item_id"].to_list(), unknown_items)
         values = frame["rating"].to_numpy()[known]
         if len(positions) == 0:
@@ -205,14 +210,27 @@ class Recommender:
 
     def adapt_many(self, ratings: Any, *, unknown_items: UnknownItems = "warn",
                    columns: Columns | None = None) -> dict[Hashable, UserModel]:
-        """Adapt every user of an interaction log at once (batched solves); returns user id -> UserModel."""
-        frame = checked_ratings(ratings, columns or self.columns, rating_range=self.rating_range)
+        """Adapt every user of an interaction log at once (batched solves); returns user id -> UserModel.
+
+        Every user of ``ratings`` is in the result, in order of first appearance. Unknown items are
+        handled as in :meth:`adapt`; a user left with no known item gets the meta-learned prior, with
+        a warning naming them. A (user, item) pair rated more than once is refused.
+        """
+        columns = columns or self.columns
+        frame = checked_ratings(ratings, columns, rating_range=self.rating_range)
+        _refuse_duplicates(frame, columns.item, user_column=columns.user)
         positions, known = self.catalogue.lookup(frame["item_id"].to_list(), unknown_items)
+        every_user = frame["user_id"].unique(maintain_order=True).to_list()
         frame = frame.filter(known).with_columns(position=positions)
         grouped = frame.group_by("user_id", maintain_order=True).agg("position", "rating")
-        users = grouped["user_id"].to_list()
-        items = [np.asarray(row, dtype=np.int64) for row in grouped["position"].to_list()]
-        values = [np.asarray(row, dtype=np.float32) for row in grouped["rating"].to_list()]
+        rated = dict(zip(grouped["user_id"].to_list(), zip(grouped["position"].to_list(), grouped["rating"].to_list())))
+        left_empty = [user for user in every_user if user not in rated]
+        if left_empty and unknown_items != "ignore":
+            warnings.warn(f"{len(left_empty)} user(s) have no item in the catalogue, e.g. {left_empty[:5]}: they get "
+                          "the meta-learned prior (the same scores as any new user)", UserWarning, stacklevel=2)
+        users = every_user
+        items = [np.asarray(rated.get(user, ([], []))[0], dtype=np.int64) for user in users]
+        values = [np.asarray(rated.get(user, ([], []))[1], dtype=np.float32) for user in users]
         adapted: dict[Hashable, UserModel] = {}
         for start in range(0, len(users), ADAPT_CHUNK):
             chunk = slice(start, start + ADAPT_CHUNK)
@@ -318,8 +336,12 @@ class Recommender:
 
     # --- saving ----------------------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Write the recommender to folder ``path`` (JSON + safetensors, replaced in one step)."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the recommender to folder ``path`` (JSON + safetensors, replaced in one step).
+
+        ``path`` must be new or an empty folder; ``overwrite=True`` also replaces a saved recommender
+        (and nothing else: a folder holding other files is refused).
+        """
         catalogue = self.catalogue
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
                     "columns": self.columns.to_dict(), "rating_range": list(self.rating_range),
@@ -328,29 +350,60 @@ class Recommender:
                     "encoder": self.encoder_record, "record": self.record,
                     "items": {"ids": catalogue.ids, "texts": catalogue.texts, "titles": catalogue.titles,
                               "popularity": catalogue.popularity.tolist()}}
-        with staged_folder(path) as staging:
+        with staged_folder(path, KIND, overwrite=overwrite) as staging:
+            document["checksums"] = {TENSORS_FILE: save_checked_tensors(staging, TENSORS_FILE, self.tables.to_dict())}
             (staging / CONFIG_FILE).write_text(_json(document), encoding="utf-8")
-            save_file(self.tables.to_dict(), str(staging / TENSORS_FILE))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | None = None) -> Recommender:
-        """Read a folder written by :meth:`save`. ``encoder`` is checked against the recorded one."""
+        """Read a folder written by :meth:`save`. ``encoder`` is checked against the recorded one.
+
+        Refused with a CheckpointError naming the file: tables changed since they were saved (sha256),
+        NaN or infinite values, or tables that do not fit the catalogue in the JSON.
+        """
         from personalize.checkpoint import check_encoder
 
-        document = read_json_document(path, CONFIG_FILE, FORMAT, FORMAT_VERSION, "saved recommender")
+        document = read_json_document(path, CONFIG_FILE, FORMAT, (1, FORMAT_VERSION), "saved recommender")
         if encoder is not None:
             check_encoder(encoder, document["encoder"], str(path))
         items = document["items"]
-        tensors_file = Path(path) / TENSORS_FILE
-        require(tensors_file.is_file(), f"saved recommender {path} lacks {TENSORS_FILE}", CheckpointError)
-        tensors = load_file(str(tensors_file))
+        tensors = load_checked_tensors(path, TENSORS_FILE, document, what="saved recommender", config_name=CONFIG_FILE)
+        _check_tables(tensors, len(items["ids"]), Path(path) / TENSORS_FILE)
         return cls(config=RecommenderConfig.from_dict(document["config"]), columns=Columns(**document["columns"]),
                    catalogue=Catalogue(ids=items["ids"], texts=items["texts"], titles=items["titles"],
                                        popularity=items["popularity"]),
                    tables=ItemTables(**tensors), rating_range=tuple(document["rating_range"]),
                    encoder_record=document["encoder"], record=document["record"], encoder=encoder,
                    rating_weight=float(document["rating_weight"]), rating_levels=document["rating_levels"])
+
+
+def _check_tables(tensors: dict[str, torch.Tensor], items: int, where: Path) -> None:
+    """Refuse tables that lack a field of :class:`ItemTables` or do not have one row per catalogue item."""
+    expected = set(ItemTables.__dataclass_fields__)
+    require(set(tensors) == expected, f"{where} holds tensors {sorted(tensors)}, expected {sorted(expected)}; "
+                                      "restore it or save the recommender again", CheckpointError)
+    rows = {name: tensors[name].shape[0] if tensors[name].dim() else None for name in ("features", "base", "implicit")}
+    require(all(count == items for count in rows.values()),
+            f"{where} has {rows} rows but the catalogue in {CONFIG_FILE} has {items} items; "
+            "restore the folder or save the recommender again", CheckpointError)
+
+
+def _refuse_duplicates(frame: pl.DataFrame, item_column: str, *, user: Hashable = None,
+                       user_column: str | None = None) -> None:
+    """Refuse a history (or a log, with ``user_column``) that rates an item more than once per user."""
+    import polars as pl
+
+    keys = ["item_id"] if user_column is None else ["user_id", "item_id"]
+    repeated = frame.group_by(keys, maintain_order=True).len().filter(pl.col("len") > 1)
+    if repeated.height == 0:
+        return
+    first = repeated.row(0, named=True)
+    who = (f"user {first['user_id']!r} rates" if user_column is not None
+           else "the history" + (f" of user {user!r}" if user is not None else "") + " rates")
+    raise SchemaError(f"{who} item {first['item_id']!r} {first['len']} times ({repeated.height} repeated "
+                      f"item(s) in all, column {item_column!r}); each item may be rated once: keep one rating "
+                      "per item (e.g. the latest)")
 
 
 def _hold_out_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -33,10 +33,13 @@ import numpy as np
 import torch
 
 from personalize.errors import EpisodeError, require
+from personalize.logs import get_logger
 from personalize.recommend.config import RecommenderConfig
 from personalize.recommend.model import RatingModel
 from personalize.recommend.posterior import gaussian_nll
 from personalize.tasks.interactions import InteractionPool, melu_episodes
+
+logger = get_logger(__name__)
 
 PaddedRatings = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -119,15 +122,18 @@ def train_rating_model(model: RatingModel, train: InteractionPool, validation: I
     """Meta-train ``model`` in place (it ends in its best validation state); returns the training record.
 
     ``train`` and ``validation`` hold item *indices* of ``model``'s catalogue, not item ids.
+    Each validation is logged at INFO on the ``personalize`` logger; ``progress`` shows a tqdm bar.
     """
+    from tqdm.auto import tqdm
+
     eligible = train.with_counts(2)
     require(len(eligible.tasks) > 0, "meta-training needs users with at least 2 ratings", EpisodeError)
     rng = np.random.default_rng(config.seed)
     batches = validation_batches(validation, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history = [{"step": 0, "val_mae": validation_mae(model, batches)}]
-    if progress:
-        print(f"step     0  val MAE {history[0]['val_mae']:.4f}", flush=True)
+    logger.info(f"step     0  val MAE {history[0]['val_mae']:.4f}")
+    bar = tqdm(total=config.steps, disable=not progress, desc="meta-fit recommender", unit="step")
     best_mae, best_state, best_step, stale = history[0]["val_mae"], copy.deepcopy(model.state_dict()), 0, 0
     started = time.perf_counter()
     losses: list[float] = []
@@ -142,20 +148,22 @@ def train_rating_model(model: RatingModel, train: InteractionPool, validation: I
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+        bar.update(1)
         out_of_time = config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s
         if step % config.val_every == 0 or step == config.steps or out_of_time:
             mae = validation_mae(model, batches)
             history.append({"step": step, "train_nll": float(np.mean(losses)), "val_mae": mae,
                             "seconds": round(time.perf_counter() - started, 2)})
             losses = []
-            if progress:
-                print(f"step {step:5d}  train nll {history[-1]['train_nll']:.4f}  val MAE {mae:.4f}", flush=True)
+            logger.info(f"step {step:5d}  train nll {history[-1]['train_nll']:.4f}  val MAE {mae:.4f}")
+            bar.set_postfix(val_mae=f"{mae:.4f}")
             if mae < best_mae:
                 best_mae, best_state, best_step, stale = mae, copy.deepcopy(model.state_dict()), step, 0
             else:
                 stale += 1
             if out_of_time or (config.patience and stale >= config.patience):
                 break
+    bar.close()
     model.load_state_dict(best_state)
     return {"history": history, "best_step": best_step, "best_val_mae": best_mae,
             "train_seconds": round(time.perf_counter() - started, 2), "train_users": len(eligible.tasks),

@@ -57,8 +57,8 @@ def split_tasks(
     """Shuffle ``keys`` with ``seed`` and cut them into train/val/test by ``fractions``.
 
     The result depends only on the set of keys and the seed (keys are sorted before shuffling), so
-    it is reproducible across runs and machines. Validation and test sizes are rounded; the
-    training split takes the rest.
+    it is reproducible across runs and machines. Validation and test sizes are rounded (the
+    test size capped at what validation leaves); the training split takes the rest.
     """
     require(len(fractions) == 3, f"fractions must have 3 entries (train, val, test), got {len(fractions)}")
     require(all(f >= 0 for f in fractions), f"fractions must be >= 0, got {tuple(fractions)}")
@@ -66,7 +66,8 @@ def split_tasks(
     ordered = sorted(set(keys), key=lambda key: (str(type(key)), key))
     shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
     n_val = round(len(shuffled) * fractions[1])
-    n_test = round(len(shuffled) * fractions[2])
+    # Both roundings may go up (3 keys at 0.5/0.5 would ask for 2 + 2): the test split takes what is left.
+    n_test = min(round(len(shuffled) * fractions[2]), len(shuffled) - n_val)
     n_train = len(shuffled) - n_val - n_test
     return TaskSplits(
         train=tuple(shuffled[:n_train]),

@@ -20,7 +20,7 @@ or handed in directly (handy for tests and for users' own frames).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,13 @@ from personalize.paths import builtin_suites_dir
 from personalize.tasks.episodes import Episode, Rng, TextTaskPool, as_rng, keyed_rng
 from personalize.tasks.interactions import InteractionEpisode, InteractionPool, melu_episodes
 from personalize.tasks.splits import SPLIT_NAMES, TaskSplits, split_tasks
-from personalize.tasks.suite_spec import ClassificationSuiteSpec, InteractionSuiteSpec, SuiteSpec, spec_from_dict
+from personalize.tasks.suite_spec import (
+    ClassificationSuiteSpec,
+    ExtraSource,
+    InteractionSuiteSpec,
+    SuiteSpec,
+    spec_from_dict,
+)
 
 Pool = TextTaskPool | InteractionPool
 AnyEpisode = Episode | InteractionEpisode
@@ -41,7 +47,9 @@ class TaskSuite:
 
     Args:
         spec: the suite definition.
-        frame: the data table; by default ``personalize.data.load(spec.dataset)[spec.table]``.
+        frame: the data table; by default ``personalize.data.load(spec.dataset)[spec.table]``. A
+            suite with ``extra_sources`` takes a mapping of frames by data set name (sources not
+            in it are loaded).
     """
 
     def __init__(self, spec: SuiteSpec, frame: Any = None) -> None:
@@ -56,18 +64,27 @@ class TaskSuite:
     @cached_property
     def pool(self) -> Pool:
         """Every task of the suite that the protocol admits, across all splits."""
-        frame = self._frame
-        if frame is None:
-            from personalize import data
-
-            frame = data.load(self.spec.dataset)[self.spec.table]
         if isinstance(self.spec, ClassificationSuiteSpec):
-            return _classification_pool(self.spec, frame)
+            return self._classification_pool(self.spec)
+        frame = self._table(self.spec.dataset, self.spec.table)
         spec = self.spec
         assert isinstance(spec, InteractionSuiteSpec)
         pool = InteractionPool(frame, user_column=spec.user_column, item_column=spec.item_column,
                                rating_column=spec.rating_column)
         return pool.with_counts(spec.min_ratings, spec.max_ratings)
+
+    def _table(self, dataset: str, table: str) -> Any:
+        """The frame of one source: handed in (a frame, or a mapping by data set name), else loaded."""
+        handed = self._frame
+        if isinstance(handed, Mapping):
+            require(dataset in handed, f"suite {self.name!r}: no frame given for data set {dataset!r}; "
+                                       f"given: {sorted(handed)}", SuiteError)
+            return handed[dataset]
+        if handed is not None and dataset == self.spec.dataset:
+            return handed
+        from personalize import data
+
+        return data.load(dataset)[table]
 
     def splits(self, seed: int | None = None) -> TaskSplits:
         """The suite's task splits; ``seed`` overrides the spec's seed for fraction-based splits."""
@@ -136,7 +153,8 @@ class TaskSuite:
     def summary(self, split_seed: int | None = None) -> dict[str, Any]:
         """One row describing the suite: tasks and examples per split and the episode shape."""
         splits = self.splits(split_seed)
-        row: dict[str, Any] = {"suite": self.name, "dataset": self.spec.dataset, "kind": self.spec.kind}
+        datasets = [self.spec.dataset] + [extra.dataset for extra in getattr(self.spec, "extra_sources", ())]
+        row: dict[str, Any] = {"suite": self.name, "dataset": " + ".join(datasets), "kind": self.spec.kind}
         for split in SPLIT_NAMES:
             pool = self.pool.restrict(splits[split])
             row[f"{split} tasks"] = len(pool.tasks)
@@ -168,24 +186,55 @@ class TaskSuite:
         return pool.sample(chosen, ways=spec.ways, shots=shots, query_per_class=query_per_class, rng=rng)
 
 
-def _classification_pool(spec: ClassificationSuiteSpec, frame: Any) -> TextTaskPool:
-    """Apply the suite's class rules (rows matching no rule are dropped) and index the result."""
+    def _classification_pool(self, spec: ClassificationSuiteSpec) -> TextTaskPool:
+        return _classification_pool(spec, self._table(spec.dataset, spec.table),
+                                    [(extra, self._table(extra.dataset, extra.table)) for extra in spec.extra_sources])
+
+
+def _classification_pool(spec: ClassificationSuiteSpec, frame: Any,
+                         extras: Sequence[tuple[ExtraSource, Any]] = ()) -> TextTaskPool:
+    """Apply each source's class rules (rows matching no rule are dropped), stack the sources, index them.
+
+    A task name found in two sources is refused: splits are by task, so a shared name would
+    silently merge two domains.
+    """
+    import polars as pl
+
+    main = ExtraSource(dataset=spec.dataset, table=spec.table, label_column=spec.label_column,
+                       text_column=spec.text_column, task_column=spec.task_column,
+                       task_name=None if spec.task_column else spec.task_name, classes=spec.classes)
+    labelled = [_labelled_rows(spec.name, source, source_frame)
+                for source, source_frame in [(main, frame), *extras]]
+    seen: dict[Any, str] = {}
+    for source, rows in zip([main, *(extra for extra, _ in extras)], labelled):
+        for task in rows["task"].drop_nulls().unique().to_list():
+            require(task not in seen, f"suite {spec.name!r}: task {task!r} is in both {seen.get(task)!r} and "
+                                      f"{source.dataset!r}; task names must be unique across sources", SuiteError)
+            seen[task] = source.dataset
+    stacked = labelled[0] if len(labelled) == 1 else pl.concat(labelled, how="vertical_relaxed")
+    return TextTaskPool(stacked, classes=[rule.name for rule in spec.classes])
+
+
+def _labelled_rows(suite: str, source: ExtraSource, frame: Any) -> Any:
+    """(task, text, label) rows of one source, label = the name of the class rule a row matches."""
     import polars as pl
 
     from personalize.frames import as_polars, require_columns
 
+    assert source.classes is not None
     frame = as_polars(frame)
-    needed = [spec.text_column, spec.label_column] + ([spec.task_column] if spec.task_column else [])
-    require_columns(frame, needed, what=f"suite {spec.name!r}")
-    matches = [rule.expression(spec.label_column).fill_null(False).cast(pl.Int8) for rule in spec.classes]
+    needed = [source.text_column, source.label_column] + ([source.task_column] if source.task_column else [])
+    require_columns(frame, needed, what=f"suite {suite!r} ({source.dataset})")
+    matches = [rule.expression(source.label_column).fill_null(False).cast(pl.Int8) for rule in source.classes]
     overlapping = frame.select(pl.sum_horizontal(matches).alias("n")).filter(pl.col("n") > 1).height
-    require(overlapping == 0, f"suite {spec.name!r}: {overlapping} rows match more than one class rule", SuiteError)
-    label = pl.when(matches[0] == 1).then(pl.lit(spec.classes[0].name))
-    for rule, match in zip(spec.classes[1:], matches[1:]):
+    require(overlapping == 0, f"suite {suite!r}: {overlapping} rows of {source.dataset} match more than one "
+                              "class rule", SuiteError)
+    label = pl.when(matches[0] == 1).then(pl.lit(source.classes[0].name))
+    for rule, match in zip(source.classes[1:], matches[1:]):
         label = label.when(match == 1).then(pl.lit(rule.name))
-    task = pl.col(spec.task_column) if spec.task_column else pl.lit(spec.task_name)
-    labelled = frame.select(task.alias("task"), pl.col(spec.text_column).alias("text"), label.alias("label"))
-    return TextTaskPool(labelled, classes=[rule.name for rule in spec.classes])
+    task = pl.col(source.task_column) if source.task_column else pl.lit(source.task_name)
+    return frame.select(task.alias("task"), pl.col(source.text_column).cast(pl.Utf8).alias("text"),
+                        label.alias("label"))
 
 
 def available_suites() -> list[str]:

@@ -1,6 +1,8 @@
 """Task-suite definitions: small TOML files saying what a task is, how labels are made, the splits.
 
-A suite file names a data set table and one of two kinds of task:
+A suite file names a data set table (a classification suite may add more with
+``[[extra_sources]]``, each mapping its own labels onto the suite's classes) and one of two kinds
+of task:
 
 - ``classification``: a task is a domain (the value of ``task_column``, or the whole table when
   there is none) and its examples are texts whose class comes from ``classes`` rules;
@@ -74,6 +76,28 @@ class SplitSpec:
                 "splits need either task lists (train/val/test) or fractions, not both or neither", SuiteError)
 
 
+@dataclass(frozen=True)
+class ExtraSource:
+    """One more table whose tasks join a classification suite (``[[extra_sources]]`` in TOML).
+
+    Its rows get the suite's class names through their own ``classes`` rules (default: the
+    suite's), so tables whose labels differ (a 1-5 rating, a "positive"/"negative" column) can
+    share one suite. Tasks are its ``task_column`` values, or the single task ``task_name``.
+    """
+
+    dataset: str
+    table: str
+    label_column: str
+    text_column: str = "text"
+    task_column: str | None = None
+    task_name: str | None = None
+    classes: tuple[ClassRule, ...] | None = None
+
+    def __post_init__(self) -> None:
+        require((self.task_column is None) != (self.task_name is None),
+                f"extra source {self.dataset!r}: give task_column or task_name, not both or neither", SuiteError)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SuiteSpec:
     """What every suite declares."""
@@ -103,10 +127,20 @@ class ClassificationSuiteSpec(SuiteSpec):
     task_name: str = "all"  # the single task's key when there is no task_column
     ways: int = 2
     query_per_class: int = 32
+    extra_sources: tuple[ExtraSource, ...] = ()
+    """More tables whose tasks join the suite; a task name must be unique across all of them."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         names = [rule.name for rule in self.classes]
+        datasets = [self.dataset] + [extra.dataset for extra in self.extra_sources]
+        require(len(set(datasets)) == len(datasets),
+                f"suite {self.name!r}: each source must be a different data set, got {datasets}", SuiteError)
+        for extra in self.extra_sources:
+            extra_names = sorted(rule.name for rule in extra.classes or ())
+            require(extra.classes is None or extra_names == sorted(names),
+                    f"suite {self.name!r}: extra source {extra.dataset!r} must define the suite's classes "
+                    f"{sorted(names)}, got {extra_names}", SuiteError)
         require(len(names) >= 2 and len(set(names)) == len(names),
                 f"suite {self.name!r}: needs >= 2 distinct classes, got {names}", SuiteError)
         require(2 <= self.ways <= len(names),
@@ -155,6 +189,8 @@ def spec_from_dict(raw: Mapping[str, Any]) -> SuiteSpec:
         raw["shots"] = tuple(int(k) for k in raw.get("shots", ()))
         if "classes" in raw:
             raw["classes"] = tuple(_class_rule(rule) for rule in raw["classes"])
+        if "extra_sources" in raw:
+            raw["extra_sources"] = tuple(_extra_source(extra) for extra in raw["extra_sources"])
         return spec_class(**raw)
     except TypeError as error:  # a missing required field or a wrongly shaped value
         raise SuiteError(f"suite {name!r}: {error}") from error
@@ -180,3 +216,14 @@ def _class_rule(raw: Mapping[str, Any]) -> ClassRule:
         values=tuple(values) if values is not None else None,
     )
 
+
+
+def _extra_source(raw: Mapping[str, Any]) -> ExtraSource:
+    raw = dict(raw)
+    known = {f.name for f in dataclasses.fields(ExtraSource)}
+    unknown = sorted(set(raw) - known)
+    require(not unknown, f"extra source {raw.get('dataset')!r}: unknown field(s) {unknown}; known: {sorted(known)}",
+            SuiteError)
+    if "classes" in raw:
+        raw["classes"] = tuple(_class_rule(rule) for rule in raw["classes"])
+    return ExtraSource(**raw)

@@ -1,0 +1,239 @@
+"""Every row of ``docs/errors.md`` is tried here: the bad input must raise the exception the row names,
+with a message containing the row's text (CLI rows: exit status 1 and that one line on stderr).
+
+The table is the source: a row without a case here fails, and so does a case without a row.
+Tiny encoder, untrained learners, a small synthetic recommender: fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from safetensors.torch import load_file, save_file
+
+import personalize as pz
+from personalize import errors
+from personalize.encoder import tiny_encoder
+from personalize.learners import create_learner
+from personalize.meta_fit import MetaFitConfig, meta_fit
+from personalize.recommend import Columns, Recommender, RecommenderConfig
+from personalize.sentiment import SentimentClassifier
+from personalize.tasks.synthetic import synthetic_suite
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+TEXTS, LABELS = ["love it", "hate it", "adore it", "awful"], ["yes", "no", "yes", "no"]
+
+
+def table_rows() -> list[tuple[str, str, str]]:
+    """(case, exception, message) of every row of the table in docs/errors.md."""
+    rows = []
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            case, _tried, error, message = (cell.strip() for cell in line.strip().strip("|").split("|"))
+            rows.append((case.strip("`"), error.strip("`"), message[1:-1] if message.startswith("`") else message))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory) -> SimpleNamespace:
+    encoder = tiny_encoder(seed=0)
+    classifier = SentimentClassifier.build(create_learner("protonet", encoder), TEXTS, [1, 0, 1, 0])
+    model = classifier.adapt(TEXTS, LABELS)
+    root = tmp_path_factory.mktemp("errors")
+    saved = model.save(root / "saved-task")
+    rng = np.random.default_rng(0)
+    items = pl.DataFrame({"item_id": range(30), "text": [f"film number {i}" for i in range(30)]})
+    ratings = pl.DataFrame({"user_id": np.repeat(np.arange(40), 12), "item_id": np.tile(np.arange(12), 40),
+                            "rating": rng.integers(1, 6, 480)})
+    rec = Recommender.meta_fit(ratings, items, config=RecommenderConfig(factors=4, steps=4, val_every=2),
+                               encoder=encoder)
+    saved_rec = rec.save(root / "saved-rec")
+    counter = iter(range(10**6))
+
+    def fresh(name: str = "folder") -> Path:
+        return root / f"{name}-{next(counter)}"
+
+    def copy_of(folder: Path) -> Path:
+        return Path(shutil.copytree(folder, fresh(folder.name)))
+
+    def occupied() -> Path:
+        folder = fresh("mine")
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+        return folder
+
+    return SimpleNamespace(encoder=encoder, classifier=classifier, model=model, saved=saved, rec=rec,
+                           saved_rec=saved_rec, fresh=fresh, copy_of=copy_of, occupied=occupied)
+
+
+def edit_json(path: Path, **changes: Any) -> Path:
+    document = json.loads(path.read_text())
+    document.update(changes)
+    path.write_text(json.dumps(document))
+    return path.parent
+
+
+def flipped(folder: Path, name: str) -> Path:
+    data = bytearray((folder / name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / name).write_bytes(bytes(data))
+    return folder
+
+
+def with_nan(folder: Path) -> Path:
+    path = folder / "task_state.safetensors"
+    state = load_file(str(path))
+    state["prototypes"][0, 0, 0] = float("nan")
+    save_file(state, str(path))
+    from personalize.files import sha256_file
+
+    return edit_json(folder / "task.json", checksums={"task_state.safetensors": sha256_file(path)})
+
+
+def as_pickle(folder: Path) -> Path:
+    import pickle
+
+    edit_json(folder / "task.json", format_version=1, checksums=None)
+    (folder / "task_state.safetensors").write_bytes(pickle.dumps({"not": "tensors"}))
+    return folder
+
+
+def not_json(folder: Path) -> Path:
+    (folder / "task.json").write_text("{")
+    return folder
+
+
+def history(items: list, ratings: list) -> pl.DataFrame:
+    return pl.DataFrame({"item_id": items, "rating": ratings})
+
+
+def resume_with_other_settings(ctx: SimpleNamespace) -> None:
+    suite, run = synthetic_suite(num_tasks=12), str(ctx.fresh("run"))
+    config = MetaFitConfig(steps=2, val_every=2, val_episodes=2, meta_batch_size=2, progress=False, checkpoint_dir=run)
+    meta_fit(create_learner("protonet", ctx.encoder), suite, config)
+    meta_fit(create_learner("protonet", ctx.encoder), suite, dataclasses.replace(config, steps=4, outer_lr=0.5))
+
+
+def cli(*argv: str) -> Callable[[SimpleNamespace], list[str]]:
+    def run(ctx: SimpleNamespace) -> list[str]:
+        return [ctx.occupied() if arg == "{occupied}" else arg for arg in argv]
+    return run
+
+
+CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
+    # adapting a text task
+    "adapt-empty": lambda c: c.classifier.adapt([], []),
+    "adapt-bare-string": lambda c: c.classifier.adapt("great", ["yes"] * 5),
+    "adapt-one-class": lambda c: c.classifier.adapt(["good", "fine"], ["yes", "yes"]),
+    "adapt-none-text": lambda c: c.classifier.adapt(["good", None], ["yes", "no"]),
+    "adapt-nan-text": lambda c: c.classifier.adapt(["good", float("nan")], ["yes", "no"]),
+    "adapt-bytes-text": lambda c: c.classifier.adapt(["good", b"bad"], ["yes", "no"]),
+    "adapt-blank-text": lambda c: c.classifier.adapt(["good", "   "], ["yes", "no"]),
+    "adapt-length-mismatch": lambda c: c.classifier.adapt(["good", "bad"], ["yes"]),
+    "adapt-float-labels": lambda c: c.classifier.adapt(["good", "bad"], [0.5, 1.5]),
+    "adapt-bool-labels": lambda c: c.classifier.adapt(["good", "bad"], [True, False]),
+    "adapt-class-without-example": lambda c: c.classifier.adapt(["good", "bad"], ["yes", "no"],
+                                                                classes=["yes", "no", "maybe"]),
+    "adapt-label-outside-classes": lambda c: c.classifier.adapt(["good", "bad", "meh"], ["yes", "no", "meh"],
+                                                                classes=["yes", "no"]),
+    "adapt-many-not-pairs": lambda c: c.classifier.adapt_many(["good", "bad"]),
+    "adapt-many-string-labels": lambda c: c.classifier.adapt_many([(["good", "bad"], "yn")]),
+    "adapt-negative-prior": lambda c: c.classifier.adapt_many([(TEXTS, LABELS)], prior_strength=-1),
+    # predicting
+    "predict-bare-string": lambda c: c.model.predict("great"),
+    "predict-bytes": lambda c: c.model.predict_proba(b"great"),
+    "predict-empty": lambda c: c.model.predict([]),
+    "predict-none": lambda c: c.model.predict([None]),
+    "predict-generator": lambda c: c.model.predict(text for text in ["good"]),
+    # loading
+    "load-no-such-folder": lambda c: pz.load(c.fresh("nothing")),
+    "load-foreign-folder": lambda c: pz.load(c.occupied()),
+    "load-bad-precision": lambda c: pz.load(c.saved, encoder=c.encoder, precision="fp16"),
+    "load-not-json": lambda c: pz.load(not_json(c.copy_of(c.saved)), encoder=c.encoder),
+    "load-other-format-version": lambda c: pz.load(edit_json(c.copy_of(c.saved) / "task.json", format_version=99),
+                                                   encoder=c.encoder),
+    "load-flipped-byte": lambda c: pz.load(flipped(c.copy_of(c.saved), "task_state.safetensors"), encoder=c.encoder),
+    "load-nan-in-state": lambda c: pz.load(with_nan(c.copy_of(c.saved)), encoder=c.encoder),
+    "load-three-classes": lambda c: pz.load(edit_json(c.copy_of(c.saved) / "task.json", classes=["a", "b", "c"]),
+                                            encoder=c.encoder),
+    "load-one-class": lambda c: pz.load(edit_json(c.copy_of(c.saved) / "task.json", classes=["a"]), encoder=c.encoder),
+    "load-pickle": lambda c: pz.load(as_pickle(c.copy_of(c.saved)), encoder=c.encoder),
+    "load-no-checksum": lambda c: pz.load(edit_json(c.copy_of(c.saved) / "task.json", checksums=None),
+                                          encoder=c.encoder),
+    "load-other-encoder": lambda c: pz.load(c.saved, encoder=tiny_encoder(seed=1)),
+    "load-missing-tensors": lambda c: pz.load((lambda f: ((f / "task_state.safetensors").unlink(), f)[1])(
+        c.copy_of(c.saved)), encoder=c.encoder),
+    "load-recommender-catalogue-mismatch": lambda c: pz.load(edit_json(
+        c.copy_of(c.saved_rec) / "recommender.json",
+        items={"ids": list(range(29)), "texts": ["x"] * 29, "titles": None, "popularity": [0] * 29})),
+    # saving
+    "save-into-other-files": lambda c: c.model.save(c.occupied()),
+    "save-onto-a-file": lambda c: c.model.save((lambda p: (p.write_text("mine"), p)[1])(c.fresh("file"))),
+    "save-over-a-saved-task": lambda c: c.model.save(c.copy_of(c.saved)),
+    "save-overwrite-other-kind": lambda c: c.rec.save(c.copy_of(c.saved), overwrite=True),
+    "save-under-a-file": lambda c: c.rec.save((lambda p: (p.write_text("x"), p / "model")[1])(c.fresh("file"))),
+    "peft-into-other-files": lambda c: c.model.to_peft(c.occupied()),
+    "learner-into-other-files": lambda c: pz.save_learner(c.model.learner, c.occupied()),
+    # the recommender
+    "rec-history-duplicate": lambda c: c.rec.adapt(history([3, 3], [5, 4])),
+    "rec-log-duplicate": lambda c: c.rec.adapt_many(pl.DataFrame({"user_id": [1, 1], "item_id": [3, 3],
+                                                                  "rating": [5, 4]})),
+    "rec-nan-rating": lambda c: c.rec.adapt(history([3], [float("nan")])),
+    "rec-inf-rating": lambda c: c.rec.adapt(history([3], [float("inf")])),
+    "rec-string-rating": lambda c: c.rec.adapt(history([3], ["five"])),
+    "rec-out-of-range": lambda c: c.rec.adapt(history([3], [50])),
+    "rec-missing-column": lambda c: c.rec.adapt(pl.DataFrame({"item_id": [3], "stars": [5]})),
+    "rec-null-item": lambda c: c.rec.adapt(history([3, None], [5, 4])),
+    "rec-unknown-item-raise": lambda c: c.rec.adapt(history([999], [5]), unknown_items="raise"),
+    "rec-unknown-mode": lambda c: c.rec.adapt(history([3], [5]), unknown_items="skip"),
+    "rec-recommend-n0": lambda c: c.rec.adapt(history([3], [5])).recommend(n=0),
+    "rec-suggest-n0": lambda c: c.rec.suggest_to_rate(n=0),
+    "rec-suggest-criterion": lambda c: c.rec.suggest_to_rate(n=3, criterion="entropy"),
+    "rec-add-existing-item": lambda c: c.rec.add_items(pl.DataFrame({"item_id": [3], "text": ["again"]})),
+    "rec-add-empty-text": lambda c: c.rec.add_items(pl.DataFrame({"item_id": [500], "text": [" "]})),
+    "rec-columns-empty": lambda c: Columns(user=""),
+    "rec-meta-fit-empty": lambda c: Recommender.meta_fit(pl.DataFrame({"user_id": [], "item_id": [], "rating": []}),
+                                                         pl.DataFrame({"item_id": [1], "text": ["a"]}),
+                                                         encoder=c.encoder),
+    # meta-training
+    "fit-steps-0": lambda c: MetaFitConfig(steps=0),
+    "fit-checkpoint-every-0": lambda c: MetaFitConfig(checkpoint_every=0),
+    "fit-resume-other-settings": resume_with_other_settings,
+    # the command line (one line on stderr, exit status 1)
+    "cli-out-holds-other-files": cli("meta-fit", "clothing-sentiment", "--out", "{occupied}"),
+    "cli-unknown-suite": cli("meta-fit", "no-such-suite", "--out", "unused-out"),
+    "cli-unknown-precision": cli("demo", "--precision", "fp16"),
+}
+
+
+def test_every_row_has_a_case_and_every_case_a_row() -> None:
+    documented = [case for case, _, _ in table_rows()]
+    assert len(documented) == len(set(documented)), "a case appears twice in docs/errors.md"
+    assert set(documented) == set(CASES)
+    assert len(documented) >= 60
+
+
+@pytest.mark.parametrize(("case", "error", "message"), table_rows(), ids=[row[0] for row in table_rows()])
+def test_the_documented_error_is_raised(case, error, message, ctx, capsys, tmp_path, monkeypatch) -> None:
+    if case.startswith("cli-"):
+        from personalize.cli import main
+
+        monkeypatch.chdir(tmp_path)
+        assert main([str(arg) for arg in CASES[case](ctx)]) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("personalize: error: "), lines
+        assert message in lines[0]
+        return
+    with pytest.raises(getattr(errors, error)) as raised:
+        CASES[case](ctx)
+    assert type(raised.value).__name__ == error
+    assert message in str(raised.value), str(raised.value)
