@@ -122,8 +122,8 @@ def cmd_meta_fit(args: argparse.Namespace) -> None:
 
     from personalize.checkpoint import KIND, save_learner
     from personalize.encoder import load_encoder
-    from personalize.files import check_save_target
     from personalize.engine.config import AdapterConfig, HeadConfig
+    from personalize.files import check_save_target
     from personalize.learners import create_learner
     from personalize.meta_fit import MetaFitConfig, meta_fit
     from personalize.selection import SelectionConfig, select_learner

@@ -28,7 +28,7 @@ from pathlib import Path
 from personalize.data import download
 from personalize.data.sources import Archive
 from personalize.errors import ChecksumError, ConfigError, EncoderError
-from personalize.files import sha256_file, staged_folder
+from personalize.files import staged_folder
 from personalize.paths import data_dir
 
 SKIPPED_FILES = ("desktop.ini", "Thumbs.db", ".DS_Store")

@@ -215,8 +215,9 @@ def write_report(args: argparse.Namespace, rows: list[dict], machine: str) -> No
                      f"{row['floor_peak_rss_mb']:,.0f} MB | "
                      f"{row['shard_bytes_per_user']:,.0f} | {row['bank_bytes_per_user']:,.0f} |")
     lines += ["", "Peak memory is the job process's whole resident set (torch, the model, the index of the users "
-                  "done so far). Where it equals the floor's, it is set by reading one part of the log (the synthetic "
-                  "logs are written in parts of 100,000 users), not by the number of users."]
+                  "done so far). Where it equals the floor's (a pass that keeps nothing per user but an 8-byte hash "
+                  "of each user seen), it is set by reading the log (written in parts of 100,000 users), not by the "
+                  "users adapted. 'Flat' is judged as at most 1.25x from 100k to 1M users."]
     if ray_rows:
         started = ", ".join(f"{row['startup_seconds']:.1f} s at {row['users']:,} users" for row in ray_rows)
         same = ", ".join(f"{'yes' if row.get('same_bank') else 'NO'} at {row['users']:,}" for row in ray_rows)

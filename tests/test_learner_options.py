@@ -15,8 +15,8 @@ from personalize.encoder import tiny_encoder
 from personalize.engine.batch import collate_tasks
 from personalize.engine.config import AdapterConfig, HeadConfig
 from personalize.engine.episode_batches import episode_batches
-from personalize.learners import create_learner
 from personalize.engine.inner_loop import expand_to_tasks
+from personalize.learners import create_learner
 from personalize.meta_fit import MetaFitConfig, meta_fit
 from personalize.tasks.synthetic import synthetic_suite
 

@@ -32,8 +32,8 @@ VADER_FILES = {
 }
 PATTERN_FILES = {
     "de": '\ufeff"1","Unglaublich bewegend !\r\nSehr gut."\n"-1","Langweilig."\n'.encode(),
-    "fr": '"Une catastrophe.","-1"\n"Magnifique &amp; fort.","1"\n'.encode(),
-    "nl": '"-1","Geen geld terug."\n"1","Fantastisch."\n'.encode(),
+    "fr": b'"Une catastrophe.","-1"\n"Magnifique &amp; fort.","1"\n',
+    "nl": b'"-1","Geen geld terug."\n"1","Fantastisch."\n',
 }
 
 

@@ -170,6 +170,7 @@ class RayEngine:
         else:
             return
         started = time.perf_counter()
+        _check_reachable(self.address)  # Ray itself retries an unreachable address for minutes
         owns_ray = not ray.is_initialized()
         if owns_ray:
             self._connect(ray)
@@ -283,6 +284,23 @@ def make_engine(engine: str = "local", *, address: str | None = None, workers: i
                                  "drop --workers")
         return LocalEngine()
     return RayEngine(address=address, workers=workers)
+
+
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """Refuse a ``host:port`` or ``ray://host:port`` address nothing answers on (``auto`` and None pass)."""
+    import socket
+
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port: let Ray judge it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise EngineError(f"nothing answers at the Ray address {address!r} ({error.strerror or error}); check "
+                          "--address: 'auto' for the cluster `ray start --head` runs here, 'ray://HOST:10001' for a "
+                          "remote one") from error
 
 
 def _first_line(error: BaseException) -> str:
