@@ -81,6 +81,19 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"engine": args.engine, "address": args.address, "workers": args.workers}
 
 
+def _add_job_options(parser: argparse.ArgumentParser, source: str, source_help: str, default_model: str,
+                     noun: str) -> None:
+    """The input, --out, --model, --batch-NOUN, --no-progress and the engine options of a batch job."""
+    parser.add_argument(source, help=source_help)
+    parser.add_argument("--out", required=True, help="the bank folder (created, or resumed when it exists)")
+    parser.add_argument("--model", default=default_model, help=f"shipped model name or saved folder "
+                                                               f"(default {default_model})")
+    parser.add_argument(f"--batch-{noun}", type=_positive, default=4096 if noun == "users" else 256,
+                        help=f"{noun} per batched call and bank part")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_engine_options(parser)
+
+
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     """--engine, --address, --workers: checked by the job (an unknown engine is refused in one line)."""
     parser.add_argument("--engine", default="local", metavar="{local,ray}",
@@ -113,29 +126,20 @@ def _positive(text: str) -> int:
 def register(groups: Any, data_commands: Any) -> None:
     """Add the batch commands to the CLI's subcommand groups."""
     users = groups.add_parser("adapt-users", help="adapt a recommender to every user of a rating log, into a bank")
-    users.add_argument("log", help="a .parquet/.csv/.tsv file or a folder of .parquet files; each user's rows together")
-    users.add_argument("--out", required=True, help="the bank folder (created, or resumed when it exists)")
-    users.add_argument("--model", default="movielens", help="shipped recommender name or saved folder")
+    _add_job_options(users, "log", "a .parquet/.csv/.tsv file or a folder of .parquet files; each user's rows together",
+                     "movielens", "users")
     users.add_argument("--top", type=_positive, help="also write each user's N best unrated items to OUT/top/")
-    users.add_argument("--batch-users", type=_positive, default=4096, help="users per batched call and bank part")
     users.add_argument("--user-column", default="user_id")
     users.add_argument("--item-column", default="item_id")
     users.add_argument("--rating-column", default="rating")
-    users.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_engine_options(users)
     users.set_defaults(handler=cmd_adapt_users)
 
     tasks = groups.add_parser("adapt-tasks", help="adapt a text classifier to every task of a frame, into a bank")
-    tasks.add_argument("frame", help="a .parquet/.csv/.tsv file or a folder of .parquet files of task, text, label "
-                                     "rows; each task's rows together")
-    tasks.add_argument("--out", required=True, help="the bank folder (created, or resumed when it exists)")
-    tasks.add_argument("--model", default="sentiment", help="shipped classifier name or saved folder")
-    tasks.add_argument("--batch-tasks", type=_positive, default=256, help="tasks per batched call and bank part")
+    _add_job_options(tasks, "frame", "a .parquet/.csv/.tsv file or a folder of .parquet files of task, text, "
+                                     "label rows; each task's rows together", "sentiment", "tasks")
     tasks.add_argument("--task-column", default="task")
     tasks.add_argument("--text-column", default="text")
     tasks.add_argument("--label-column", default="label")
-    tasks.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_engine_options(tasks)
     tasks.set_defaults(handler=cmd_adapt_tasks)
 
     bank = groups.add_parser("bank", help="check a state bank, read a user back, export a user's adapter")

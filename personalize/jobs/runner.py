@@ -157,6 +157,23 @@ def run_job(adapter: ChunkAdapter, chunks: Iterator[pl.DataFrame], bank: StateBa
     return summary
 
 
+def run_over_log(adapter: Any, scan: pl.LazyFrame, key: str, out: Any, *, kind: str, source: str,
+                 location: str | None, build: Any, keys_per_chunk: int, engine: Engine, progress: bool,
+                 noun: str, extra: dict[str, Any] | None = None) -> JobSummary:
+    """Open (or create) the bank at ``out`` for ``adapter``'s model and run the job over the log ``scan``,
+    ``keys_per_chunk`` of its ``key`` values at a time: the part every batch job shares. ``build`` and
+    ``location`` tell Ray workers how to rebuild the adapter (see :class:`Recipe`)."""
+    from personalize.jobs.reading import count_keys, grouped_chunks
+
+    id_dtype = "Int64" if scan.collect_schema()[key].is_integer() else "String"
+    bank = StateBank.open_for_writing(out, kind=kind, model_id=adapter.codec.model_id(), model_source=source,
+                                      id_dtype=id_dtype, extra=extra)
+    total = count_keys(scan, key) if progress else None
+    chunks = grouped_chunks(scan, key, keys_per_chunk=keys_per_chunk)
+    recipe = Recipe(build=build, model=adapter.codec.model, model_id=bank.model_id, source=location)
+    return run_job(adapter, chunks, bank, engine=engine, recipe=recipe, total=total, progress=progress, noun=noun)
+
+
 def _not_held(prepared: Prepared, held: pl.DataFrame) -> np.ndarray:
     """Which of the chunk's users to adapt: those the bank does not hold with the same input hash."""
     import polars as pl

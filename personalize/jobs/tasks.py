@@ -35,11 +35,10 @@ from typing import Any
 import numpy as np
 
 from personalize.bank.codecs import ClassifierStates
-from personalize.bank.store import StateBank
 from personalize.errors import require
-from personalize.jobs.engines import Recipe, make_engine
-from personalize.jobs.reading import count_keys, grouped_chunks, scan_log
-from personalize.jobs.runner import Adapted, JobSummary, Prepared, model_location, resolve_model, run_job
+from personalize.jobs.engines import make_engine
+from personalize.jobs.reading import scan_log
+from personalize.jobs.runner import Adapted, JobSummary, Prepared, model_location, resolve_model, run_over_log
 
 SKIP_TEXT = "a missing or empty text"
 SKIP_LABEL = "a missing label"
@@ -120,16 +119,9 @@ def adapt_tasks_job(frame: str | Path, model: Any, out: str | Path, *, batch_tas
     model, source = resolve_model(model, SentimentClassifier, model_source,
                                   "adapt-tasks needs one (for rating logs use adapt-users)")
     scan = scan_log(frame, [columns.task, columns.text, columns.label])
-    id_dtype = "Int64" if scan.collect_schema()[columns.task].is_integer() else "String"
     adapter = TaskChunks(model, columns)
-    bank = StateBank.open_for_writing(out, kind="text-classifier", model_id=adapter.codec.model_id(),
-                                      model_source=source, id_dtype=id_dtype)
-    total = count_keys(scan, columns.task) if progress else None
-    chunks = grouped_chunks(scan, columns.task, keys_per_chunk=batch_tasks)
-    recipe = Recipe(build=partial(TaskChunks, columns=columns), model=model, model_id=bank.model_id,
-                    source=location)
-    return run_job(adapter, chunks, bank, engine=runner, recipe=recipe, total=total, progress=progress,
-                   noun="tasks")
-
+    return run_over_log(adapter, scan, columns.task, out, kind="text-classifier", source=source, location=location,
+                        build=partial(TaskChunks, columns=columns), keys_per_chunk=batch_tasks, engine=runner,
+                        progress=progress, noun="tasks")
 
 __all__ = ["TaskChunks", "TaskColumns", "adapt_tasks_job"]

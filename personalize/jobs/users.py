@@ -34,9 +34,17 @@ import torch
 from personalize.bank.codecs import RecommenderStates
 from personalize.bank.store import StateBank
 from personalize.errors import ConfigError, require
-from personalize.jobs.engines import Recipe, make_engine
-from personalize.jobs.reading import count_keys, grouped_chunks, scan_log
-from personalize.jobs.runner import Adapted, JobSummary, Prepared, input_hashes, model_location, resolve_model, run_job
+from personalize.jobs.engines import make_engine
+from personalize.jobs.reading import scan_log
+from personalize.jobs.runner import (
+    Adapted,
+    JobSummary,
+    Prepared,
+    input_hashes,
+    model_location,
+    resolve_model,
+    run_over_log,
+)
 from personalize.recommend.inputs import Columns
 from personalize.recommend.posterior import posterior_from_rows
 from personalize.recommend.top_n import top_items
@@ -149,19 +157,13 @@ def adapt_users(log: str | Path, model: Any, out: str | Path, *, top: int | None
     model, source = resolve_model(model, Recommender, model_source,
                                   "adapt-users needs one (for text tasks use adapt-tasks)")
     scan = scan_log(log, [columns.user, columns.item, columns.rating])
-    id_dtype = "Int64" if scan.collect_schema()[columns.user].is_integer() else "String"
     adapter = UserChunks(model, columns, top)
     existing = StateBank(out).document.get("top") if (Path(out) / "bank.json").is_file() else top
     require(existing == top, f"the bank at {out} was written with top={existing}; run with the same --top",
             ConfigError)
-    bank = StateBank.open_for_writing(out, kind="recommender", model_id=adapter.codec.model_id(),
-                                      model_source=source, id_dtype=id_dtype,
-                                      extra={"top": top})
-    total = count_keys(scan, columns.user) if progress else None
-    chunks = grouped_chunks(scan, columns.user, keys_per_chunk=batch_users)
-    recipe = Recipe(build=partial(UserChunks, columns=columns, top=top), model=model,
-                    model_id=bank.model_id, source=location)
-    summary = run_job(adapter, chunks, bank, engine=runner, recipe=recipe, total=total, progress=progress)
+    summary = run_over_log(adapter, scan, columns.user, out, kind="recommender", source=source, location=location,
+                           build=partial(UserChunks, columns=columns, top=top), keys_per_chunk=batch_users,
+                           engine=runner, progress=progress, noun="users", extra={"top": top})
     summary.dropped_rows = adapter.unknown_rows
     return summary
 
