@@ -92,3 +92,20 @@ def test_the_cli_runs_the_jobs_and_reads_banks(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["adapt-users", str(tmp_path / "log.parquet"), "--out", bank, "--batch-users", "0"])
     assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_verify_hashes_fixed_and_ragged_tensors_in_the_order_they_were_written(tmp_path):
+    """A ragged tensor whose name sorts before a fixed one ('a' < 'z') must not change what verify hashes."""
+    import torch
+
+    from personalize.bank import StateGroup
+
+    bank = StateBank.open_for_writing(tmp_path / "bank", kind="demo", model_id="m", model_source="demo",
+                                      id_dtype="String")
+    group = StateGroup(fixed={"z": torch.tensor([[1.0], [2.0]])},
+                       ragged={"a": [torch.tensor([3]), torch.tensor([4, 5])]})
+    bank.write_part(["u", "v"], [group], input_hashes=[1, 2], counts=[1, 2])
+    reopened = StateBank(tmp_path / "bank")
+    assert reopened.verify().ok
+    fixed, ragged, _ = reopened.read("v")
+    assert fixed["z"].tolist() == [2.0] and ragged["a"].tolist() == [4, 5]

@@ -271,9 +271,8 @@ def test_suite_episodes_are_seeded_and_stay_in_their_split(synthetic: Any, split
         assert not set(first.support_rows.tolist()) & set(first.query_rows.tolist())
 
 
-@pytest.mark.xfail(strict=True, reason="README ('Episodes are row positions...') says the support at a smaller K "
-                   "is inside the support at a larger K; that holds for MeLU user episodes, not for classification "
-                   "episodes, whose rows come from one rng.choice of shots + queries per class")
+@pytest.mark.xfail(strict=True, reason="classification episodes do not nest across K (the README says so): their "
+                   "rows come from one rng.choice of shots + queries per class; MeLU user episodes do nest")
 def test_classification_suite_support_nests_across_k(synthetic: Any) -> None:
     nested = [set(small.support_rows.tolist()) <= set(large.support_rows.tolist())
               for seed in range(3)

@@ -469,15 +469,12 @@ class StateBank:
         for user, group, row, checksum in index.select("id", "group", "row", "checksum").iter_rows():
             prefix = f"g{group}/"
             names = sorted(name[len(prefix):] for name in tensors if name.startswith(prefix))
-            pieces = []
-            for name in names:
-                if name.endswith("@offsets"):
-                    continue
-                if name.endswith("@values"):
-                    offsets = tensors[f"{prefix}{name[:-len('@values')]}@offsets"]
-                    pieces.append(tensors[prefix + name][int(offsets[row]):int(offsets[row + 1])].numpy())
-                else:
-                    pieces.append(tensors[prefix + name][row].numpy())
+            fixed = [name for name in names if "@" not in name]
+            ragged = [name for name in names if name.endswith("@values")]
+            pieces = [tensors[prefix + name][row].numpy() for name in fixed]  # the order write_part hashed them in
+            for name in ragged:
+                offsets = tensors[f"{prefix}{name[:-len('@values')]}@offsets"]
+                pieces.append(tensors[prefix + name][int(offsets[row]):int(offsets[row + 1])].numpy())
             if not names or row_checksum(pieces) != checksum:
                 bad.append(user)
         if bad:
