@@ -109,7 +109,7 @@ class UserChunks:
         positions, ratings, starts = prepared.payload
         kept = np.flatnonzero(keep)
         lengths = np.diff(starts)[kept]
-        rows = np.concatenate([np.arange(starts[u], starts[u + 1]) for u in kept]) if len(kept) else np.zeros(0, int)
+        rows = np.flatnonzero(np.repeat(keep, np.diff(starts)))  # the rating rows of the kept users, in order
         users = torch.as_tensor(np.repeat(np.arange(len(kept)), lengths))
         items = torch.as_tensor(positions[rows])
         values = torch.as_tensor(ratings[rows], dtype=torch.float32)
