@@ -18,10 +18,11 @@ import torch
 
 import personalize as pz
 from personalize.encoder import tiny_encoder
+from personalize.engine.gaussian import gram_and_moment, weight_posterior, weight_predictive
 from personalize.errors import CheckpointError, ConfigError, EncoderError, SchemaError
 from personalize.recommend import Columns, Recommender, RecommenderConfig, UserModel
 from personalize.recommend import recommender as recommender_module
-from personalize.recommend.posterior import information_gain, predictive, user_posterior, variance_reduction
+from personalize.recommend.elicitation import information_gain, variance_reduction
 
 ACTION = list(range(100, 120))
 DRAMA = list(range(120, 140))
@@ -460,7 +461,7 @@ def test_broken_or_incomplete_folders_raise_checkpoint_errors(saved, tmp_path) -
     document = json.loads((saved / "recommender.json").read_text())
     (broken / "recommender.json").write_text(json.dumps({**document, "format_version": 99}))
     with pytest.raises(CheckpointError,
-                       match=r"personalize-recommender v1 or v2 file \(found format .personalize-recommender. v99"):
+                       match=r"recommender v1 or v2 or v3 file \(found format .personalize-recommender. v99"):
         pz.load(broken)
     (broken / "recommender.json").unlink()
     with pytest.raises(CheckpointError, match="not saved by personalize"):
@@ -560,8 +561,9 @@ def test_user_posterior_matches_the_bayesian_linear_regression_formula() -> None
     mask[0] = 0.0                          # a user with no ratings gets the prior
     mask[1] = 1.0                          # one with no padding
     prior_mean, prior_variance, noise = rng.normal(size=dim), rng.uniform(0.2, 2.0, dim), 0.4
-    posterior = user_posterior(*(torch.as_tensor(a) for a in (features, residuals, mask, prior_mean, prior_variance)),
-                               torch.tensor(noise, dtype=torch.float64))
+    features_t, residuals_t, mask_t = (torch.as_tensor(a) for a in (features, residuals, mask))
+    posterior = weight_posterior(*gram_and_moment(features_t, residuals_t, mask_t), torch.as_tensor(prior_mean),
+                                 torch.as_tensor(prior_variance), torch.tensor(noise, dtype=torch.float64))
     for u in range(users):
         x, r = features[u][mask[u] == 1], residuals[u][mask[u] == 1]
         precision = np.diag(1 / prior_variance) + x.T @ x / noise
@@ -572,7 +574,7 @@ def test_user_posterior_matches_the_bayesian_linear_regression_formula() -> None
     np.testing.assert_allclose(posterior.mean[0].numpy(), prior_mean, rtol=1e-4)  # up to the Cholesky jitter
     # Predictive: base + x·mean, variance σ² + xᵀΣx, for shared items [N, D].
     items, base = rng.normal(size=(5, dim)), rng.normal(size=5)
-    mean, variance = predictive(posterior, torch.as_tensor(items), torch.as_tensor(base), torch.tensor(noise))
+    mean, variance = weight_predictive(posterior, torch.as_tensor(items), torch.as_tensor(base), torch.tensor(noise))
     for u in range(users):
         expected = noise + np.einsum("nd,de,ne->n", items, posterior.covariance[u].numpy(), items)
         np.testing.assert_allclose(mean[u].numpy(), base + items @ posterior.mean[u].numpy(), atol=1e-8)
@@ -650,8 +652,8 @@ def test_a_log_with_repeated_ratings_still_meta_fits(data) -> None:
                                encoder=tiny_encoder(seed=0))
     assert rec.adapt(ACTION_LOVER).predict(ACTION[3:]).mean() > rec.adapt(ACTION_LOVER).predict(DRAMA[3:]).mean()
     # Directly: item 1 is both in the support and relevant; it is left out of the relevant items.
-    weight, scores = tune_rating_weight([(np.array([0, 1]), np.array([5.0, 4.0]), np.array([1, 2]))],
-                                        lambda support, values: (np.array([0.0, 9.0, 1.0, 3.0]), np.zeros(4)),
+    weight, scores = tune_rating_weight([(np.array([0, 1]), np.array([1, 2]))],
+                                        lambda position: (np.array([0.0, 9.0, 1.0, 3.0]), np.zeros(4)),
                                         rating_range=(1.0, 5.0), weights=(0.0, 1.0))
     assert set(scores) == {0.0, 1.0} and weight == 0.0
     assert scores[0.0] == pytest.approx(1.0)               # all tied: catalogue order puts item 2 first

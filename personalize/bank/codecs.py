@@ -54,7 +54,8 @@ class RecommenderStates:
     def model_id(self) -> str:
         rec = self.model
         document = {"config": rec.config.to_dict(), "items": list(map(str, rec.catalogue.ids)),
-                    "rating_range": list(rec.rating_range), "rating_weight": rec.rating_weight}
+                    "rating_range": list(rec.rating_range), "rating_weight": rec.rating_weight,
+                    "attributes": rec.attributes.to_dict() if rec.attributes is not None else None}
         return _fingerprint(document, rec.tables.to_dict())
 
     def encode(self, mean: torch.Tensor, covariance: torch.Tensor, items: Sequence[np.ndarray],
@@ -68,14 +69,14 @@ class RecommenderStates:
 
     def decode(self, fixed: dict[str, torch.Tensor], ragged: dict[str, torch.Tensor], meta: Any,
                user: Hashable) -> Any:
-        from personalize.recommend.posterior import Posterior
+        from personalize.engine.gaussian import WeightPosterior
         from personalize.recommend.user_model import UserModel
 
         size = len(fixed["mean"])
         covariance = torch.zeros(size, size)
         covariance[self._upper[0], self._upper[1]] = fixed["covariance"]
         covariance = covariance + covariance.triu(1).T
-        posterior = Posterior(mean=fixed["mean"][None].clone(), covariance=covariance[None])
+        posterior = WeightPosterior(mean=fixed["mean"][None].clone(), covariance=covariance[None])
         return UserModel(self.model, posterior, ragged["seen"].numpy().astype(np.int64), user,
                          ragged["ratings"].numpy().astype(np.float64))
 

@@ -79,12 +79,13 @@ def synthetic_recommender(recommender: Any, *, items: int | None = None, seed: i
                             text_weights=tables.text_weights.clone(), global_mean=tables.global_mean.clone(),
                             prior_mean=tables.prior_mean.clone(), prior_variance=tables.prior_variance.clone(),
                             noise_variance=tables.noise_variance.clone(), implicit=extended(tables.implicit),
-                            implicit_default=tables.implicit_default.clone())
+                            implicit_default=tables.implicit_default.clone(),
+                            attribute_weights=tables.attribute_weights.clone())
     record = {"synthetic": {"from": repr(recommender), "items": items, "seed": seed}}
     return Recommender(config=recommender.config, columns=recommender.columns, catalogue=catalogue, tables=new_tables,
                        rating_range=recommender.rating_range, encoder_record=copy.deepcopy(recommender.encoder_record),
                        record=record, rating_weight=recommender.rating_weight,
-                       rating_levels=recommender.rating_levels)
+                       rating_levels=recommender.rating_levels, attributes=recommender.attributes)
 
 
 def _zipf_popularity(items: int, rng: np.random.Generator) -> np.ndarray:

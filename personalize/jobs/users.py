@@ -33,6 +33,7 @@ import torch
 
 from personalize.bank.codecs import RecommenderStates
 from personalize.bank.store import StateBank
+from personalize.engine.gaussian import grouped_gram_and_moment, weight_posterior
 from personalize.errors import ConfigError, require
 from personalize.jobs.engines import make_engine
 from personalize.jobs.reading import scan_log
@@ -45,9 +46,11 @@ from personalize.jobs.runner import (
     resolve_model,
     run_over_log,
 )
+from personalize.logs import get_logger
 from personalize.recommend.inputs import Columns
-from personalize.recommend.posterior import posterior_from_rows
 from personalize.recommend.top_n import top_items
+
+logger = get_logger(__name__)
 
 SKIP_INVALID = "a rating that is null or not a finite number"
 SKIP_DUPLICATE = "the same item rated twice"
@@ -115,8 +118,8 @@ class UserChunks:
         values = torch.as_tensor(ratings[rows], dtype=torch.float32)
         tables = self.recommender.tables
         with torch.no_grad():
-            posterior = posterior_from_rows(tables.features[items], values - tables.base[items], users, len(kept),
-                                            tables.prior_mean, tables.prior_variance, tables.noise_variance)
+            moments = grouped_gram_and_moment(tables.features[items], values - tables.base[items], users, len(kept))
+            posterior = weight_posterior(*moments, tables.prior_mean, tables.prior_variance, tables.noise_variance)
         bounds = np.concatenate([[0], np.cumsum(lengths)])
         histories = [items[bounds[i]:bounds[i + 1]].numpy() for i in range(len(kept))]
         scores = [values[bounds[i]:bounds[i + 1]].numpy() for i in range(len(kept))]
@@ -156,6 +159,9 @@ def adapt_users(log: str | Path, model: Any, out: str | Path, *, top: int | None
     location = model_location(model)
     model, source = resolve_model(model, Recommender, model_source,
                                   "adapt-users needs one (for text tasks use adapt-tasks)")
+    if model.attributes is not None:
+        logger.warning(f"this recommender reads user attributes {model.attributes.columns}; adapt-users does not "
+                       "read a users frame yet: every user starts from the average training user's prior")
     scan = scan_log(log, [columns.user, columns.item, columns.rating])
     adapter = UserChunks(model, columns, top)
     existing = StateBank(out).document.get("top") if (Path(out) / "bank.json").is_file() else top

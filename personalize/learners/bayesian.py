@@ -3,7 +3,8 @@
 Features φ(x) come from the shared, meta-learned adapters (L2-normalised). Each task's head is
 linear, ``y = w·φ(x) + b + noise``, with a meta-learned prior ``w ~ N(μ0, diag(s²))`` and noise
 ``N(0, σ²)``. Given a task's support set the posterior is exact (Bayesian linear regression, in its
-kernel form so the cost grows with the support size, not the feature size):
+kernel form of :mod:`personalize.engine.gaussian`, so the cost grows with the support size, not the
+feature size):
 
     K = Φ S0 Φᵀ + σ² I,        α = K⁻¹ (y - Φ μ0 - b)
     mean(x) = φ·μ0 + b + φ S0 Φᵀ α
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
+from personalize.engine.gaussian import KernelPosterior, gaussian_nll, kernel_posterior, kernel_predictive
 from personalize.engine.inner_loop import expand_to_tasks, task_accuracy
 from personalize.errors import require
 from personalize.learners.base import LearnerConfig, MetaLearner, Prediction, TaskState
@@ -89,26 +91,25 @@ class BayesianHead(MetaLearner):
     # --- closed-form posterior --------------------------------------------------------------------
 
     def posterior(self, features: torch.Tensor, support: TaskBatch) -> TaskState:
-        """Per-task kernel-form posterior from support features [T, N, H]."""
-        mask = support.example_mask[..., None].float()
-        features = features * mask  # padding rows become zero: they add nothing to K or α
-        prior_var = self.log_prior_std.exp().pow(2)
-        noise_var = self.log_noise_std.exp().pow(2)
-        kernel = (features * prior_var) @ features.transpose(1, 2)
-        kernel = kernel + noise_var * torch.eye(kernel.shape[-1], device=kernel.device)
-        cholesky = torch.linalg.cholesky(kernel)
-        residual = (self.targets(support) - self.prior_mean(features)) * mask
-        alpha = torch.cholesky_solve(residual, cholesky)
-        return {"support_features": features, "alpha": alpha, "cholesky": cholesky}
+        """Per-task kernel-form posterior from support features [T, N, H] (:mod:`personalize.engine.gaussian`)."""
+        mask = support.example_mask.float()
+        residuals = self.targets(support) - self.prior_mean(features)
+        posterior = kernel_posterior(features, residuals, mask, self.prior_variance, self.noise_variance)
+        return {"support_features": posterior.features, "alpha": posterior.alpha, "cholesky": posterior.cholesky}
 
     def posterior_predictive(self, state: TaskState, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean [T, M, outputs] and epistemic variance [T, M] (noise excluded) at query features."""
-        prior_var = self.log_prior_std.exp().pow(2)
-        cross = (features * prior_var) @ state["support_features"].transpose(1, 2)        # [T, M, N]
-        mean = self.prior_mean(features) + cross @ state["alpha"]
-        explained = torch.linalg.solve_triangular(state["cholesky"], cross.transpose(1, 2), upper=False)
-        variance = (features.pow(2) * prior_var).sum(-1) - explained.pow(2).sum(1)
-        return mean, variance.clamp_min(1e-9)
+        posterior = KernelPosterior(state["support_features"], state["alpha"], state["cholesky"])
+        correction, variance = kernel_predictive(posterior, features, self.prior_variance)
+        return self.prior_mean(features) + correction, variance
+
+    @property
+    def prior_variance(self) -> torch.Tensor:
+        return self.log_prior_std.exp().pow(2)
+
+    @property
+    def noise_variance(self) -> torch.Tensor:
+        return self.log_noise_std.exp().pow(2)
 
     def outputs(self, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
         """Logits (probit-corrected) for classification; the mean score for regression."""
@@ -126,10 +127,8 @@ class BayesianHead(MetaLearner):
         mean, variance = self.posterior_predictive(self.posterior(support_features, support), query_features)
         outputs = self.outputs(mean, variance)
         if self.kind == "regression":
-            total_var = variance + self.log_noise_std.exp().pow(2)
-            nll = 0.5 * (torch.log(2 * math.pi * total_var) + (outputs - query.targets).pow(2) / total_var)
-            weights = query.example_mask.float()
-            loss = ((nll * weights).sum(1) / weights.sum(1)).mean()
+            nll = gaussian_nll(outputs, variance + self.noise_variance, query.targets, query.example_mask.float())
+            loss = nll.mean() + 0.5 * math.log(2 * math.pi)
             return loss, {"nll": loss.item(), "mse": self.prediction_loss(Prediction(outputs), query).mean().item()}
         loss = self.prediction_loss(Prediction(outputs), query).mean()
         accuracy = task_accuracy(outputs, query.targets, query.example_mask).mean().item()
@@ -147,5 +146,5 @@ class BayesianHead(MetaLearner):
             features = self.embed(inputs)
         mean, variance = self.posterior_predictive(state, features)
         if self.kind == "regression":
-            variance = variance + self.log_noise_std.exp().pow(2)
+            variance = variance + self.noise_variance
         return Prediction(self.outputs(mean, variance), variance)

@@ -33,20 +33,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from personalize.errors import require
+from personalize.recommend.als import checked_indices, fit_biased_als
 
 # --- input checks and shared formulas -----------------------------------------------------------
-
-
-def _indices(values: ArrayLike, name: str, n_items: int) -> np.ndarray:
-    """``values`` as a 1-D int64 array of item indices in ``[0, n_items)`` (an empty array of any dtype is fine)."""
-    array = np.asarray(values)
-    require(array.ndim == 1, f"{name} must be 1-D, got shape {array.shape}")
-    if array.size == 0:
-        return array.astype(np.int64)
-    require(np.issubdtype(array.dtype, np.integer), f"{name} must hold integer indices, got dtype {array.dtype}")
-    require(array.min() >= 0 and array.max() < n_items, f"{name} must lie in [0, {n_items}), got "
-            f"[{array.min()}, {array.max()}]")
-    return array.astype(np.int64)
 
 
 def _ratings(values: ArrayLike, name: str, size: int) -> np.ndarray:
@@ -93,7 +82,7 @@ class RatingBaseline(ABC):
     def fit(self, users: ArrayLike, items: ArrayLike, ratings: ArrayLike, n_items: int) -> Self:
         """Fit on the training interactions (1-D arrays of equal length; ``users`` may be any ints)."""
         require(isinstance(n_items, int | np.integer) and n_items >= 1, f"n_items must be >= 1, got {n_items!r}")
-        item_array = _indices(items, "items", int(n_items))
+        item_array = checked_indices(items, "items", int(n_items))
         require(item_array.size >= 1, "fit needs at least one rating")
         user_array = np.asarray(users)
         require(user_array.shape == item_array.shape and np.issubdtype(user_array.dtype, np.integer),
@@ -108,9 +97,9 @@ class RatingBaseline(ABC):
         """Predicted scores of ``target_items`` for one new user given their support ratings."""
         require(self._n_items is not None, f"{type(self).__name__}: fit first, then predict")
         assert self._n_items is not None
-        support = _indices(support_items, "support_items", self._n_items)
+        support = checked_indices(support_items, "support_items", self._n_items)
         support_r = _ratings(support_ratings, "support_ratings", support.size)
-        return self._predict(support, support_r, _indices(target_items, "target_items", self._n_items))
+        return self._predict(support, support_r, checked_indices(target_items, "target_items", self._n_items))
 
     @abstractmethod
     def _fit(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_items: int) -> None:
@@ -194,28 +183,13 @@ class Popularity(RatingBaseline):
         return self.counts_[target_items]
 
 
-def _groups(keys: np.ndarray, n_keys: int, partners: np.ndarray, values: np.ndarray) -> list[tuple[np.ndarray, ...]]:
-    """Per key ``0..n_keys-1``: the (partner indices, values) of its ratings."""
-    order = np.argsort(keys, kind="stable")
-    bounds = np.cumsum(np.bincount(keys, minlength=n_keys))[:-1]
-    return [(partners[idx], values[idx]) for idx in np.split(order, bounds)]
-
-
-def _als_step(groups: list[tuple[np.ndarray, ...]], partner_factors: np.ndarray, ridge: float) -> np.ndarray:
-    """One half-step of ALS: each row's ridge solve against its partners' factors (zeros for rows without ratings)."""
-    out = np.zeros((len(groups), partner_factors.shape[1]))
-    for row, (partners, residuals) in enumerate(groups):
-        if partners.size:
-            out[row] = _ridge_solve(partner_factors[partners], residuals, ridge)
-    return out
-
-
 @dataclass
 class MatrixFactorization(BiasBaseline):
     """Biased ALS: ``μ + b_i + b_u + p_u·q_i``, with biases as in :class:`BiasBaseline`.
 
     Training ratings are centred by μ, the item bias and each training user's bias, then ``iterations``
-    rounds of alternating ridge regressions fit the user and item factors. A new user is folded in:
+    rounds of alternating ridge regressions fit the user and item factors (:func:`fit_biased_als`,
+    one batched solve per half-step). A new user is folded in:
     ``b_u`` from the support as in :class:`BiasBaseline`, then ``p_u`` by the same ridge solve on the
     support residuals; with an empty support the prediction is the bias baseline's.
     """
@@ -233,18 +207,10 @@ class MatrixFactorization(BiasBaseline):
         require(self.iterations >= 1, f"MatrixFactorization.iterations must be >= 1, got {self.iterations!r}")
 
     def _fit(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_items: int) -> None:
-        super()._fit(users, items, ratings, n_items)
-        n_users = int(users.max()) + 1
-        residuals = ratings - self._baseline(items)
-        residuals = residuals - _biases(users, residuals, n_users, self.user_shrinkage)[users]
-        by_user = _groups(users, n_users, items, residuals)
-        by_item = _groups(items, n_items, users, residuals)
-        rng = np.random.default_rng(self.seed)
-        item_factors = rng.normal(0.0, 0.1, size=(n_items, self.factors))
-        for _ in range(self.iterations):
-            user_factors = _als_step(by_user, item_factors, self.ridge)
-            item_factors = _als_step(by_item, user_factors, self.ridge)
-        self.item_factors_ = item_factors
+        fitted = fit_biased_als(users, items, ratings, n_users=int(users.max()) + 1, n_items=n_items,
+                                factors=self.factors, ridge=self.ridge, iterations=self.iterations, seed=self.seed,
+                                item_shrinkage=self.item_shrinkage, user_shrinkage=self.user_shrinkage)
+        self.mu_, self.item_bias_, self.item_factors_ = fitted.global_mean, fitted.item_bias, fitted.item_factors
 
     def _predict(self, support_items: np.ndarray, support_ratings: np.ndarray, target_items: np.ndarray) -> np.ndarray:
         biased = super()._predict(support_items, support_ratings, target_items)

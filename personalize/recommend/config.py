@@ -43,6 +43,11 @@ class RecommenderConfig:
     """Ridge of the regression from item text to the items' own parameters (what new items get)."""
     implicit_factors: int = 20
     """Size of the PureSVD item vectors that rank items by how likely a user is to pick them."""
+    attribute_min_users: int = 10
+    """User attributes (``meta_fit(users=...)``): a categorical value needs this many training users
+    for its own indicator; rarer values share one."""
+    attribute_bins: int = 5
+    """User attributes: numeric columns are cut into this many quantile bins of the training users."""
     initial_prior_std: float = 0.3
     """Starting prior standard deviation of each taste weight."""
     initial_noise_std: float = 0.9
@@ -77,7 +82,7 @@ class RecommenderConfig:
 
     def __post_init__(self) -> None:
         for name in ("factors", "steps", "users_per_step", "query_size", "max_support", "val_every", "text_batch_size",
-                     "als_iterations", "implicit_factors"):
+                     "als_iterations", "implicit_factors", "attribute_min_users", "attribute_bins"):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                     f"RecommenderConfig.{name} must be an int >= 1, got {value!r}")

@@ -7,11 +7,12 @@ where ``e_i`` is its text through the frozen encoder and ``P``, ``h`` a ridge re
 to the trained items' ``q`` and ``β`` (:func:`fit_text_regression`).
 
 A user's rating is ``base_i + x_i·θ``; the user's weights ``θ`` (bias first) have the meta-learned
-prior ``N(m, diag(s²))`` and ratings the learned noise σ. Adapting to a user is the exact posterior
-(:mod:`personalize.recommend.posterior`); meta-training backpropagates the query likelihood of
-held-out users through it into the prior, the noise and μ. ``hidden`` items are scored from their
-text even when they have their own parameters (meta-training hides some, so that the prior also
-fits items that are new).
+prior ``N(m + W a, diag(s²))`` and ratings the learned noise σ, where ``a`` is the user's attribute
+vector (:mod:`personalize.recommend.attributes`; none, and no ``W``, without attributes). Adapting
+to a user is the exact posterior (weight form of :mod:`personalize.engine.gaussian`); meta-training
+backpropagates the query likelihood of held-out users through it into the prior, the noise and μ.
+``hidden`` items are scored from their text even when they have their own parameters (meta-training
+hides some, so that the prior also fits items that are new).
 
 >>> import torch
 >>> from personalize.recommend.config import RecommenderConfig
@@ -27,8 +28,8 @@ import math
 
 import torch
 
+from personalize.engine.gaussian import WeightPosterior, gram_and_moment, weight_posterior, weight_predictive
 from personalize.recommend.config import RecommenderConfig
-from personalize.recommend.posterior import Posterior, predictive, user_posterior
 
 
 def fit_text_regression(embeddings: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
@@ -53,10 +54,11 @@ class RatingModel(torch.nn.Module):
         global_mean: the mean training rating (μ starts there).
         item_bias, item_vectors: [M] and [M, factors], the items' own parameters (from the warm start;
             zero for items nobody rated).
+        attribute_width: length of a user's attribute vector (0: users have none).
     """
 
     def __init__(self, config: RecommenderConfig, text_embeddings: torch.Tensor, global_mean: float,
-                 item_bias: torch.Tensor, item_vectors: torch.Tensor) -> None:
+                 item_bias: torch.Tensor, item_vectors: torch.Tensor, attribute_width: int = 0) -> None:
         super().__init__()
         self.config = config
         self.register_buffer("text_embeddings", text_embeddings.float())
@@ -67,6 +69,7 @@ class RatingModel(torch.nn.Module):
         self.global_mean = torch.nn.Parameter(torch.tensor(float(global_mean)))
         size = config.feature_size
         self.prior_mean = torch.nn.Parameter(torch.zeros(size))
+        self.register_buffer("attribute_weights", torch.zeros(size, attribute_width))  # fitted after training
         self.prior_log_std = torch.nn.Parameter(torch.full((size,), math.log(config.initial_prior_std)))
         self.noise_log_std = torch.nn.Parameter(torch.tensor(math.log(config.initial_noise_std)))
 
@@ -112,18 +115,25 @@ class RatingModel(torch.nn.Module):
         return (torch.where(hidden.unsqueeze(-1), text_features, features),
                 torch.where(hidden, text_base, base))
 
-    def posterior(self, items: torch.Tensor, ratings: torch.Tensor, mask: torch.Tensor,
-                  hidden: torch.Tensor | None = None) -> Posterior:
-        """Every user's posterior from their rated items [U, N] (``mask`` marks real entries)."""
-        features, base = self.item_features(items, hidden)
-        return user_posterior(features, ratings - base, mask, self.prior_mean, self.prior_variance,
-                              self.noise_variance)
+    def user_prior_mean(self, attributes: torch.Tensor | None) -> torch.Tensor:
+        """The prior mean [D] of every user, or [U, D] from their attribute vectors [U, A]."""
+        if attributes is None:
+            return self.prior_mean
+        return self.prior_mean + attributes @ self.attribute_weights.T
 
-    def predict(self, posterior: Posterior, items: torch.Tensor, hidden: torch.Tensor | None = None
+    def posterior(self, items: torch.Tensor, ratings: torch.Tensor, mask: torch.Tensor,
+                  hidden: torch.Tensor | None = None, attributes: torch.Tensor | None = None) -> WeightPosterior:
+        """Every user's posterior from their rated items [U, N] (``mask`` marks real entries) and,
+        when the model has them, their attribute vectors [U, A]."""
+        features, base = self.item_features(items, hidden)
+        return weight_posterior(*gram_and_moment(features, ratings - base, mask), self.user_prior_mean(attributes),
+                                self.prior_variance, self.noise_variance)
+
+    def predict(self, posterior: WeightPosterior, items: torch.Tensor, hidden: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and variance [U, N] of each user's ratings of ``items`` [U, N]."""
         features, base = self.item_features(items, hidden)
-        return predictive(posterior, features, base, self.noise_variance)
+        return weight_predictive(posterior, features, base, self.noise_variance)
 
     @torch.no_grad()
     def catalogue_tables(self) -> tuple[torch.Tensor, torch.Tensor]:

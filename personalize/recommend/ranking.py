@@ -34,20 +34,36 @@ def implicit_item_vectors(users: np.ndarray, items: np.ndarray, n_items: int, fa
                           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """PureSVD item vectors [n_items, factors] of a who-rated-what log, and the popularity profile [factors].
 
+    The users x items matrix holds 1 where the user rated the item (once, however often they did)
+    and is kept sparse; the profile is ``Vᵀ`` times each item's number of raters, i.e. the sum of
+    the matrix's rows projected on the vectors.
+
     >>> vectors, default = implicit_item_vectors(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 0, 1, 2]), 4, 2)
     >>> vectors.shape, default.shape
     (torch.Size([4, 2]), torch.Size([2]))
     """
-    users = np.unique(users, return_inverse=True)[1]
-    pairs = np.unique(np.stack([users, items]), axis=1)  # a user who rated an item twice picked it once
-    matrix = torch.zeros(int(users.max()) + 1 if len(users) else 1, n_items)
-    matrix[pairs[0], pairs[1]] = 1.0
-    factors = min(factors, *matrix.shape)
+    rows, columns = _rated_pairs(np.asarray(users), np.asarray(items), n_items)
+    n_rows = int(rows.max()) + 1 if len(rows) else 1
+    indices = torch.as_tensor(np.stack([rows, columns]))
+    matrix = torch.sparse_coo_tensor(indices, torch.ones(len(rows)), (n_rows, n_items),
+                                     is_coalesced=True, check_invariants=False)  # sorted, distinct by construction
+    factors = min(factors, n_rows, n_items)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _, _, right = torch.svd_lowrank(matrix, q=min(factors + 10, *matrix.shape), niter=6)
+        _, _, right = torch.svd_lowrank(matrix, q=min(factors + 10, n_rows, n_items), niter=6)
     vectors = right[:, :factors].contiguous()
-    return vectors, vectors.T @ matrix.sum(0)
+    raters = torch.as_tensor(np.bincount(columns, minlength=n_items), dtype=vectors.dtype)
+    return vectors, vectors.T @ raters
+
+
+def _rated_pairs(users: np.ndarray, items: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (dense user index, item) pairs of a log, sorted by user then item, as two int64 arrays."""
+    user_index = np.unique(users, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    codes = np.sort(user_index * n_items + items.astype(np.int64))  # one int per pair, in (user, item) order
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = codes[1:] != codes[:-1]  # a user who rated an item twice picked it once
+    codes = codes[first]
+    return codes // n_items, codes % n_items
 
 
 def pick_scores(vectors: torch.Tensor, default_profile: torch.Tensor, seen: np.ndarray,
@@ -66,18 +82,18 @@ def ranking_scores(ratings: np.ndarray, picks: np.ndarray, rating_weight: float,
     return picks / scale + rating_weight * (ratings - low) / max(high - low, 1e-12)
 
 
-def tune_rating_weight(users: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                       predict_all: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+def tune_rating_weight(users: Sequence[tuple[np.ndarray, np.ndarray]],
+                       predict_all: Callable[[int], tuple[np.ndarray, np.ndarray]],
                        rating_range: tuple[float, float], weights: Sequence[float] = RATING_WEIGHTS
                        ) -> tuple[float, dict[float, float]]:
     """The rating weight with the best mean NDCG@10, and every weight's NDCG@10.
 
     Args:
-        users: per validation user, (support positions, support ratings, held-out relevant positions).
-        predict_all: (support positions, support ratings) -> (predicted ratings, pick scores) of the
-            whole catalogue.
+        users: per validation user, (support positions, held-out relevant positions).
+        predict_all: the user's position in ``users`` -> (predicted ratings, pick scores) of the
+            whole catalogue, adapted to that user's support.
     """
-    predictions = [(support, *predict_all(support, ratings), relevant) for support, ratings, relevant in users]
+    predictions = [(support, *predict_all(position), relevant) for position, (support, relevant) in enumerate(users)]
     results = {}
     for weight in weights:
         ndcgs = []

@@ -27,15 +27,17 @@ import numpy as np
 import torch
 
 from personalize.encoder import Encoder
+from personalize.engine.gaussian import WeightPosterior, gram_and_moment, weight_posterior
 from personalize.errors import CheckpointError, ConfigError, SchemaError, require
 from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
+from personalize.recommend.attributes import AttributeTable, UserAttributes
 from personalize.recommend.catalogue import Catalogue, UnknownItems
 from personalize.recommend.config import RecommenderConfig
+from personalize.recommend.elicitation import information_gain, variance_reduction
 from personalize.recommend.inputs import Columns, checked_items, checked_ratings
 from personalize.recommend.model import RatingModel
-from personalize.recommend.posterior import Posterior, information_gain, user_posterior, variance_reduction
 from personalize.recommend.ranking import implicit_item_vectors, tune_rating_weight
-from personalize.recommend.training import held_out_episodes, pad_ratings, train_rating_model
+from personalize.recommend.training import fit_user_attributes, held_out_episodes, pad_ratings, train_rating_model
 from personalize.recommend.user_model import UserModel
 from personalize.tasks.interactions import InteractionPool
 from personalize.tasks.splits import split_tasks
@@ -44,7 +46,9 @@ if TYPE_CHECKING:
     import polars as pl
 
 FORMAT = "personalize-recommender"
-FORMAT_VERSION = 2  # 2: recommender.json records the sha256 of tables.safetensors; 1 (none) still loads
+FORMAT_VERSION = 3
+"""3: user attributes (``attributes`` in the JSON, ``attribute_weights`` in the tables); 2: the JSON
+records the sha256 of the tables; 1 and 2 still load (as recommenders without attributes)."""
 CONFIG_FILE = "recommender.json"
 TENSORS_FILE = "tables.safetensors"
 KIND = SavedKind("saved recommender", CONFIG_FILE, frozenset({CONFIG_FILE, TENSORS_FILE}), FORMAT)
@@ -65,6 +69,7 @@ class ItemTables:
     noise_variance: torch.Tensor    # scalar
     implicit: torch.Tensor          # [M, k]: PureSVD vectors of who rated what (zero for added items)
     implicit_default: torch.Tensor  # [k]: the pick profile of a user with no rating (popularity)
+    attribute_weights: torch.Tensor  # [D, A]: user attribute vector -> shift of the prior mean (A = 0: none)
 
     @classmethod
     def from_model(cls, model: RatingModel, implicit: torch.Tensor, implicit_default: torch.Tensor) -> ItemTables:
@@ -73,7 +78,13 @@ class ItemTables:
             return cls(features, base, model.text_weights.clone(),
                        model.global_mean.detach().clone(), model.prior_mean.detach().clone(),
                        model.prior_variance.detach().clone(), model.noise_variance.detach().clone(),
-                       implicit, implicit_default)
+                       implicit, implicit_default, model.attribute_weights.detach().clone())
+
+    def prior_mean_of(self, attributes: torch.Tensor | None) -> torch.Tensor:
+        """The prior mean of every user [D], or [U, D] from attribute vectors [U, A]."""
+        if attributes is None:
+            return self.prior_mean
+        return self.prior_mean + attributes @ self.attribute_weights.T
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         return {name: value.contiguous() for name, value in vars(self).items()}
@@ -89,8 +100,11 @@ class Recommender:
     def __init__(self, *, config: RecommenderConfig, columns: Columns, catalogue: Catalogue, tables: ItemTables,
                  rating_range: tuple[float, float], encoder_record: dict[str, Any], record: dict[str, Any],
                  encoder: Encoder | None = None, rating_weight: float = 1.0,
-                 rating_levels: list[float] | None = None) -> None:
+                 rating_levels: list[float] | None = None, attributes: UserAttributes | None = None) -> None:
         self.config = config
+        self.attributes = attributes
+        """The user attribute columns the prior reads and how they are encoded (None: the prior is the
+        same for every user)."""
         self.rating_levels = rating_levels
         """The distinct training ratings when there are at most 20 (e.g. 1-5 stars), else None."""
         self.rating_weight = rating_weight
@@ -105,14 +119,16 @@ class Recommender:
         self._encoder = encoder
 
     def __repr__(self) -> str:
+        reads = f", attributes {self.attributes.columns}" if self.attributes is not None else ""
         return (f"Recommender(items={len(self.catalogue)}, factors={self.config.factors}, "
-                f"ratings {self.rating_range[0]:g}-{self.rating_range[1]:g})")
+                f"ratings {self.rating_range[0]:g}-{self.rating_range[1]:g}{reads})")
 
     # --- building ---------------------------------------------------------------------------------------
 
     @classmethod
     def meta_fit(cls, ratings: Any, items: Any, config: RecommenderConfig | None = None, *,
-                 validation: Any = None, encoder: Encoder | None = None, columns: Columns | None = None,
+                 validation: Any = None, users: Any = None, attribute_columns: list[str] | None = None,
+                 encoder: Encoder | None = None, columns: Columns | None = None,
                  progress: bool = False) -> Recommender:
         """Meta-learn item features and the user prior from an interaction log.
 
@@ -123,6 +139,11 @@ class Recommender:
             config: model and training settings.
             validation: ratings of other users for model selection; by default
                 ``config.validation_fraction`` of the users with enough ratings are held out of ``ratings``.
+            users: optional frame of user id (the ratings' user column) and attribute columns (any:
+                text, categories, booleans, numbers): the prior then depends on them, so a user with
+                no rating gets a personal prior (:mod:`personalize.recommend.attributes`). It must
+                have a row for every user of ``ratings`` and ``validation`` (None for unknown values).
+            attribute_columns: which columns of ``users`` to read (default: all but the user id).
             encoder: the frozen text encoder (default: the bundled MiniLM).
             progress: show a progress bar over the training steps (each validation's MAE is logged
                 at INFO on the ``personalize`` logger either way).
@@ -152,8 +173,10 @@ class Recommender:
                                     progress=progress)
                       if config.use_text else torch.zeros(len(catalogue), 1))
         global_mean = float(ratings["rating"].mean())
+        attributes, table = _user_attributes(users, attribute_columns, ratings, validation, config, columns)
         warm, meta = _split_users(indexed[0], config)
-        model = RatingModel(config, embeddings, global_mean, *_warm_start(warm, len(catalogue), config))
+        model = RatingModel(config, embeddings, global_mean, *_warm_start(warm, len(catalogue), config),
+                            attribute_width=attributes.width if attributes is not None else 0)
         model.fit_text(torch.as_tensor(np.bincount(warm["item_id"].to_numpy(), minlength=len(catalogue))))
         record = train_rating_model(model, InteractionPool(meta), InteractionPool(indexed[1]), config, progress)
         if config.meta_user_share > 0:  # the prior is learned; now give the items every training user's ratings
@@ -161,6 +184,9 @@ class Recommender:
             model.item_bias.copy_(bias)
             model.item_vectors.copy_(vectors)
             model.fit_text(torch.as_tensor(catalogue.popularity))
+        if table is not None:
+            record["attributes"] = fit_user_attributes(model, InteractionPool(indexed[0]), InteractionPool(indexed[1]),
+                                                       table, config)
         values = ratings["rating"]
         implicit = implicit_item_vectors(indexed[0]["user_id"].to_numpy(), indexed[0]["item_id"].to_numpy(),
                                          len(catalogue), config.implicit_factors, config.seed)
@@ -168,21 +194,24 @@ class Recommender:
                           tables=ItemTables.from_model(model, *implicit),
                           rating_range=(float(values.min()), float(values.max())),
                           rating_levels=_rating_levels(values.to_numpy()),
-                          encoder_record=encoder_record(encoder), record=record, encoder=encoder)
-        recommender._tune_ranking(InteractionPool(indexed[1]))
+                          encoder_record=encoder_record(encoder), record=record, encoder=encoder,
+                          attributes=attributes)
+        recommender._tune_ranking(InteractionPool(indexed[1]), table)
         return recommender
 
-    def _tune_ranking(self, validation: InteractionPool) -> None:
+    def _tune_ranking(self, validation: InteractionPool, attributes: AttributeTable | None = None) -> None:
         """Choose ``rating_weight`` on the validation users: support = all but ``query_size`` ratings,
         relevant = held-out ratings in the top quarter of the rating range."""
         low, high = self.rating_range
         threshold = low + 0.75 * (high - low)
         episodes = held_out_episodes(validation, self.config)
-        users = [(e.support_items, e.support_ratings, e.query_items[e.query_ratings >= threshold]) for e in episodes]
+        users = [(e.support_items, e.query_items[e.query_ratings >= threshold]) for e in episodes]
         everything = np.arange(len(self.catalogue))
 
-        def predict_all(support: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            user = self._adapt_padded([support], [ratings], [None])[0]
+        def predict_all(position: int) -> tuple[np.ndarray, np.ndarray]:
+            episode = episodes[position]
+            vectors = attributes.of([episode.user]) if attributes is not None else None
+            user = self._adapt_padded([episode.support_items], [episode.support_ratings], [None], vectors)[0]
             return user._scores(everything)[0], user.pick_scores(everything)
 
         self.rating_weight, scores = tune_rating_weight(users, predict_all, self.rating_range)
@@ -191,30 +220,50 @@ class Recommender:
 
     # --- users --------------------------------------------------------------------------------------------
 
-    def adapt(self, history: Any, *, user: Hashable = None, unknown_items: UnknownItems = "warn",
-              columns: Columns | None = None) -> UserModel:
-        """Adapt to one user from a frame of item id and rating (one row is enough).
+    def adapt(self, history: Any, *, user: Hashable = None, attributes: dict[str, Any] | None = None,
+              unknown_items: UnknownItems = "warn", columns: Columns | None = None) -> UserModel:
+        """Adapt to one user from a frame of item id and rating (one row is enough) and, for a
+        recommender meta-fitted with user attributes, what is known about the user.
 
         Items not in the catalogue are skipped with a warning (``unknown_items="raise"`` refuses
-        them); an empty history gives the meta-learned prior, with a warning saying so. An item rated
-        more than once is refused (each copy would count as another rating).
+        them). An item rated more than once is refused (each copy would count as another rating).
+        ``attributes`` is a dict naming every attribute column (None for an unknown value); a value
+        no training user held counts as the average user for that column, with a warning. Without
+        ``attributes`` the user starts from the average training user's prior. An empty history
+        with attributes is a personal cold start; without, it gives the prior every new user gets
+        (with a warning saying so).
         """
         frame = checked_ratings(history, columns or self.columns, with_user=False, rating_range=self.rating_range)
         _refuse_duplicates(frame, (columns or self.columns).item, user=user)
         positions, known = self.catalogue.lookup(frame["item_id"].to_list(), unknown_items)
         values = frame["rating"].to_numpy()[known]
-        if len(positions) == 0:
+        vectors = None if attributes is None else self._attribute_vectors([attributes])
+        if len(positions) == 0 and vectors is None:
             warnings.warn("empty history: this user gets the meta-learned prior (the same scores as any new user)",
                           UserWarning, stacklevel=2)
-        return self._adapt_padded([positions], [values], [user])[0]
+        return self._adapt_padded([positions], [values], [user], vectors)[0]
 
-    def adapt_many(self, ratings: Any, *, unknown_items: UnknownItems = "warn",
+    def _attribute_vectors(self, records: list[dict[str, Any]]) -> torch.Tensor:
+        """Attribute vectors of users given as dicts, warning about values no training user held."""
+        require(self.attributes is not None, "this recommender was meta-fitted without user attributes: leave "
+                                             "attributes= out, or meta-fit with users=", ConfigError)
+        assert self.attributes is not None
+        vectors = self.attributes.encode_records(records)
+        unseen = self.attributes.unseen_values(records)
+        if unseen:
+            warnings.warn(f"attribute value(s) no training user held, counted as the average user for their "
+                          f"column: {unseen}", UserWarning, stacklevel=3)
+        return vectors
+
+    def adapt_many(self, ratings: Any, *, users: Any = None, unknown_items: UnknownItems = "warn",
                    columns: Columns | None = None) -> dict[Hashable, UserModel]:
         """Adapt every user of an interaction log at once (batched solves); returns user id -> UserModel.
 
         Every user of ``ratings`` is in the result, in order of first appearance. Unknown items are
         handled as in :meth:`adapt`; a user left with no known item gets the meta-learned prior, with
-        a warning naming them. A (user, item) pair rated more than once is refused.
+        a warning naming them. A (user, item) pair rated more than once is refused. ``users`` is a
+        frame of user id and the attribute columns (see :meth:`meta_fit`) with a row for every user
+        of ``ratings``; other rows are ignored.
         """
         columns = columns or self.columns
         frame = checked_ratings(ratings, columns, rating_range=self.rating_range)
@@ -228,24 +277,32 @@ class Recommender:
         if left_empty and unknown_items != "ignore":
             warnings.warn(f"{len(left_empty)} user(s) have no item in the catalogue, e.g. {left_empty[:5]}: they get "
                           "the meta-learned prior (the same scores as any new user)", UserWarning, stacklevel=2)
-        users = every_user
-        items = [np.asarray(rated.get(user, ([], []))[0], dtype=np.int64) for user in users]
-        values = [np.asarray(rated.get(user, ([], []))[1], dtype=np.float32) for user in users]
+        vectors = None
+        if users is not None:
+            require(self.attributes is not None, "this recommender was meta-fitted without user attributes: leave "
+                                                 "users= out, or meta-fit with users=", ConfigError)
+            assert self.attributes is not None
+            vectors = self.attributes.encode_frame(_renamed_users(users, columns), every_user)
+        items = [np.asarray(rated.get(user, ([], []))[0], dtype=np.int64) for user in every_user]
+        values = [np.asarray(rated.get(user, ([], []))[1], dtype=np.float32) for user in every_user]
         adapted: dict[Hashable, UserModel] = {}
-        for start in range(0, len(users), ADAPT_CHUNK):
+        for start in range(0, len(every_user), ADAPT_CHUNK):
             chunk = slice(start, start + ADAPT_CHUNK)
-            models = self._adapt_padded(items[chunk], values[chunk], users[chunk])
-            adapted.update(zip(users[chunk], models))
+            models = self._adapt_padded(items[chunk], values[chunk], every_user[chunk],
+                                        None if vectors is None else vectors[chunk])
+            adapted.update(zip(every_user[chunk], models))
         return adapted
 
-    def _adapt_padded(self, items: list[np.ndarray], values: list[np.ndarray],
-                      users: list[Hashable]) -> list[UserModel]:
+    def _adapt_padded(self, items: list[np.ndarray], values: list[np.ndarray], users: list[Hashable],
+                      attributes: torch.Tensor | None = None) -> list[UserModel]:
         index, targets, mask = pad_ratings(items, values)
         tables = self.tables
         with torch.no_grad():
-            posterior = user_posterior(tables.features[index], targets - tables.base[index], mask,
-                                       tables.prior_mean, tables.prior_variance, tables.noise_variance)
-        return [UserModel(self, Posterior(posterior.mean[i : i + 1], posterior.covariance[i : i + 1]), items[i], user,
+            moments = gram_and_moment(tables.features[index], targets - tables.base[index], mask)
+            posterior = weight_posterior(*moments, tables.prior_mean_of(attributes), tables.prior_variance,
+                                         tables.noise_variance)
+        return [UserModel(self, WeightPosterior(posterior.mean[i : i + 1], posterior.covariance[i : i + 1]),
+                          items[i], user,
                           values[i]) for i, user in enumerate(users)]
 
     def suggest_to_rate(self, history: Any = None, n: int = 5, *, candidates: Any = None,
@@ -347,6 +404,7 @@ class Recommender:
                     "columns": self.columns.to_dict(), "rating_range": list(self.rating_range),
                     "rating_levels": self.rating_levels,
                     "rating_weight": self.rating_weight,
+                    "attributes": self.attributes.to_dict() if self.attributes is not None else None,
                     "encoder": self.encoder_record, "record": self.record,
                     "items": {"ids": catalogue.ids, "texts": catalogue.texts, "titles": catalogue.titles,
                               "popularity": catalogue.popularity.tolist()}}
@@ -364,22 +422,30 @@ class Recommender:
         """
         from personalize.checkpoint import check_encoder
 
-        document = read_json_document(path, CONFIG_FILE, FORMAT, (1, FORMAT_VERSION), "saved recommender")
+        versions = tuple(range(1, FORMAT_VERSION + 1))
+        document = read_json_document(path, CONFIG_FILE, FORMAT, versions, "saved recommender")
         if encoder is not None:
             check_encoder(encoder, document["encoder"], str(path))
         items = document["items"]
         tensors = load_checked_tensors(path, TENSORS_FILE, document, what="saved recommender", config_name=CONFIG_FILE)
-        _check_tables(tensors, len(items["ids"]), Path(path) / TENSORS_FILE)
+        if document["format_version"] < 3:  # saved before user attributes: a prior without any
+            size = tensors["prior_mean"].shape[0] if "prior_mean" in tensors else 0
+            tensors.setdefault("attribute_weights", torch.zeros(size, 0))
+        attributes = UserAttributes.from_dict(document["attributes"]) if document.get("attributes") else None
+        _check_tables(tensors, len(items["ids"]), Path(path) / TENSORS_FILE, attributes)
         return cls(config=RecommenderConfig.from_dict(document["config"]), columns=Columns(**document["columns"]),
                    catalogue=Catalogue(ids=items["ids"], texts=items["texts"], titles=items["titles"],
                                        popularity=items["popularity"]),
                    tables=ItemTables(**tensors), rating_range=tuple(document["rating_range"]),
                    encoder_record=document["encoder"], record=document["record"], encoder=encoder,
-                   rating_weight=float(document["rating_weight"]), rating_levels=document["rating_levels"])
+                   rating_weight=float(document["rating_weight"]), rating_levels=document["rating_levels"],
+                   attributes=attributes)
 
 
-def _check_tables(tensors: dict[str, torch.Tensor], items: int, where: Path) -> None:
-    """Refuse tables that lack a field of :class:`ItemTables` or do not have one row per catalogue item."""
+def _check_tables(tensors: dict[str, torch.Tensor], items: int, where: Path,
+                  attributes: UserAttributes | None) -> None:
+    """Refuse tables that lack a field of :class:`ItemTables`, do not have one row per catalogue item,
+    or whose attribute weights do not fit the attribute encoding in the JSON."""
     expected = set(ItemTables.__dataclass_fields__)
     require(set(tensors) == expected, f"{where} holds tensors {sorted(tensors)}, expected {sorted(expected)}; "
                                       "restore it or save the recommender again", CheckpointError)
@@ -387,6 +453,10 @@ def _check_tables(tensors: dict[str, torch.Tensor], items: int, where: Path) -> 
     require(all(count == items for count in rows.values()),
             f"{where} has {rows} rows but the catalogue in {CONFIG_FILE} has {items} items; "
             "restore the folder or save the recommender again", CheckpointError)
+    width = attributes.width if attributes is not None else 0
+    require(tensors["attribute_weights"].shape[-1] == width,
+            f"{where} has attribute weights for {tensors['attribute_weights'].shape[-1]} attribute entries but "
+            f"{CONFIG_FILE} encodes {width}; restore the folder or save the recommender again", CheckpointError)
 
 
 def _refuse_duplicates(frame: pl.DataFrame, item_column: str, *, user: Hashable = None,
@@ -420,6 +490,38 @@ def _hold_out_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[p
     return ratings.filter(~is_held_out), ratings.filter(is_held_out)
 
 
+def _renamed_users(users: Any, columns: Columns) -> pl.DataFrame:
+    """A users frame as polars with the user column named ``user_id``."""
+    from personalize.frames import as_polars, require_columns
+
+    frame = as_polars(users)
+    require_columns(frame, [columns.user], what="users")
+    return frame.rename({columns.user: "user_id"}) if columns.user != "user_id" else frame
+
+
+def _user_attributes(users: Any, attribute_columns: list[str] | None, ratings: pl.DataFrame,
+                     validation: pl.DataFrame, config: RecommenderConfig, columns: Columns
+                     ) -> tuple[UserAttributes | None, AttributeTable | None]:
+    """The attribute encoding fitted on the training users, and every training and validation
+    user's vector; (None, None) without a users frame."""
+    if users is None:
+        require(attribute_columns is None, "attribute_columns= needs users= (the frame holding them)", ConfigError)
+        return None, None
+    frame = _renamed_users(users, columns)
+    if attribute_columns is not None:
+        require(isinstance(attribute_columns, list | tuple) and len(attribute_columns) > 0,
+                f"attribute_columns must be a non-empty list of column names, got {attribute_columns!r}", ConfigError)
+        require("user_id" not in attribute_columns and columns.user not in attribute_columns,
+                "attribute_columns must not name the user id column", ConfigError)
+    ids = ratings["user_id"].unique(maintain_order=True).to_list()
+    known = set(ids)
+    every = ids + [user for user in validation["user_id"].unique(maintain_order=True).to_list() if user not in known]
+    training = frame.filter(frame["user_id"].is_in(ids))
+    attributes = UserAttributes.fit(training, columns=attribute_columns, min_users=config.attribute_min_users,
+                                    bins=config.attribute_bins)
+    return attributes, AttributeTable.build(attributes, frame, every)
+
+
 def _rating_levels(values: np.ndarray, most: int = 20) -> list[float] | None:
     """The distinct ratings, when there are at most ``most`` of them."""
     levels = np.unique(values)
@@ -440,15 +542,16 @@ def _split_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.D
 
 
 def _warm_start(ratings: pl.DataFrame, items: int, config: RecommenderConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Item biases and vectors from biased alternating least squares on a training log."""
-    from personalize.recommend.baselines import MatrixFactorization
+    """Item biases [M] and vectors [M, factors] from biased alternating least squares on a training log
+    (:func:`~personalize.recommend.als.fit_biased_als`, its default bias shrinkages)."""
+    from personalize.recommend.als import fit_biased_als
 
     users, positions, values = (ratings[name].to_numpy() for name in ("user_id", "item_id", "rating"))
-    users = np.unique(users, return_inverse=True)[1]
-    factors = MatrixFactorization(factors=config.factors, ridge=config.als_ridge,
-                                  iterations=config.als_iterations, seed=config.seed)
-    factors.fit(users, positions, values, items)
-    return torch.as_tensor(factors.item_bias_), torch.as_tensor(factors.item_factors_)
+    user_index = np.unique(users, return_inverse=True)[1].reshape(-1)
+    fitted = fit_biased_als(user_index, positions, values, n_users=int(user_index.max()) + 1, n_items=items,
+                            factors=config.factors, ridge=config.als_ridge, iterations=config.als_iterations,
+                            seed=config.seed)
+    return torch.as_tensor(fitted.item_bias), torch.as_tensor(fitted.item_factors)
 
 
 def _json(document: dict[str, Any]) -> str:

@@ -6,6 +6,8 @@ them from 1 up, capped at ``max_support``: so the prior is trained for a user wi
 one with a hundred. The loss is the query's negative log-likelihood under each user's posterior
 predictive. Every ``val_every`` steps the validation users are scored (query = 10 ratings, support
 K of the others for K in ``VALIDATION_SHOTS``); the state with the best mean validation MAE is kept.
+(User attributes are not trained here: their weights are fitted afterwards, in closed form, see
+:func:`personalize.recommend.attributes.fit_attribute_weights`.)
 
 >>> import numpy as np, polars as pl, torch
 >>> from personalize.recommend.config import RecommenderConfig
@@ -32,16 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from personalize.engine.gaussian import gaussian_nll, grouped_gram_and_moment, weight_posterior
 from personalize.errors import EpisodeError, require
 from personalize.logs import get_logger
+from personalize.recommend.attributes import ATTRIBUTE_RIDGES, AttributeTable, fit_attribute_weights
 from personalize.recommend.config import RecommenderConfig
 from personalize.recommend.model import RatingModel
-from personalize.recommend.posterior import gaussian_nll
 from personalize.tasks.interactions import InteractionPool, melu_episodes
 
 logger = get_logger(__name__)
 
 PaddedRatings = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Episodes = tuple[PaddedRatings, PaddedRatings, torch.Tensor | None]
+"""Support and query of a batch of users, and their attribute vectors (None without attributes)."""
 
 
 def pad_ratings(items: Sequence[np.ndarray], ratings: Sequence[np.ndarray]) -> PaddedRatings:
@@ -93,26 +98,28 @@ VALIDATION_SHOTS = (1, 3, 5, 10, 20, None)
 user with one rating as much as one with many."""
 
 
-def validation_batches(pool: InteractionPool, config: RecommenderConfig) -> list[tuple[PaddedRatings, PaddedRatings]]:
-    """Validation episodes at every size in ``VALIDATION_SHOTS``: each user's query is ``query_size``
-    random ratings (the same at every size), the support K of the rest."""
+def validation_batches(pool: InteractionPool, config: RecommenderConfig,
+                       attributes: AttributeTable | None = None) -> list[Episodes]:
+    """Validation episodes at every size in ``VALIDATION_SHOTS`` (and 0 with ``attributes``): each
+    user's query is ``query_size`` random ratings (the same at every size), the support K of the rest."""
     batches = []
-    for shots in VALIDATION_SHOTS:
+    for shots in ((0,) if attributes is not None else ()) + VALIDATION_SHOTS:
         episodes = held_out_episodes(pool, config, shots)
         if episodes:
             batches.append((pad_ratings([e.support_items for e in episodes], [e.support_ratings for e in episodes]),
-                            pad_ratings([e.query_items for e in episodes], [e.query_ratings for e in episodes])))
+                            pad_ratings([e.query_items for e in episodes], [e.query_ratings for e in episodes]),
+                            None if attributes is None else attributes.of([e.user for e in episodes])))
     require(len(batches) > 0, f"no validation user has more than {config.query_size} ratings", EpisodeError)
     return batches
 
 
 @torch.no_grad()
-def validation_mae(model: RatingModel, batches: list[tuple[PaddedRatings, PaddedRatings]]) -> float:
+def validation_mae(model: RatingModel, batches: list[Episodes]) -> float:
     """Mean absolute error of the posterior-mean predictions of the validation queries, averaged
     over the support sizes."""
     errors = []
-    for support, query in batches:
-        mean, _ = model.predict(model.posterior(*support), query[0])
+    for support, query, attributes in batches:
+        mean, _ = model.predict(model.posterior(*support, attributes=attributes), query[0])
         errors.append(float(((mean - query[1]).abs() * query[2]).sum() / query[2].sum()))
     return float(np.mean(errors))
 
@@ -168,6 +175,39 @@ def train_rating_model(model: RatingModel, train: InteractionPool, validation: I
     return {"history": history, "best_step": best_step, "best_val_mae": best_mae,
             "train_seconds": round(time.perf_counter() - started, 2), "train_users": len(eligible.tasks),
             "validation_users": int(batches[-1][1][0].shape[0])}
+
+
+@torch.no_grad()
+def fit_user_attributes(model: RatingModel, train: InteractionPool, validation: InteractionPool,
+                        attributes: AttributeTable, config: RecommenderConfig) -> dict[str, Any]:
+    """Set ``model.attribute_weights`` after meta-training, in closed form: every training user is
+    adapted with the learned prior, their posterior means are regressed on their attributes
+    (:func:`~personalize.recommend.attributes.fit_attribute_weights`), and the ridge with the best
+    validation MAE (support sizes 0, 1, 3, ... all) wins; "none" (no attribute weights) competes too,
+    so the attributes are kept only where they help validation users. Returns the selection record.
+    """
+    size = model.prior_mean.shape[0]
+    users = list(train.tasks)
+    groups = torch.as_tensor(np.repeat(np.arange(len(users)), train.counts()))
+    rows = np.concatenate([train.rows_of(user) for user in users])
+    items = torch.as_tensor(train.items[rows], dtype=torch.long)
+    features, base = model.item_features(items)
+    residuals = torch.as_tensor(train.ratings[rows], dtype=torch.float32) - base
+    posterior = weight_posterior(*grouped_gram_and_moment(features, residuals, groups, len(users)), model.prior_mean,
+                                 model.prior_variance, model.noise_variance, covariance=False)
+    vectors = attributes.of(users)
+    batches = validation_batches(validation, config, attributes)
+    model.attribute_weights.copy_(torch.zeros(size, vectors.shape[1]))
+    scores: dict[str, float] = {"none": validation_mae(model, batches)}
+    candidates = {"none": model.attribute_weights.clone()}
+    for ridge in ATTRIBUTE_RIDGES:
+        candidates[str(ridge)] = fit_attribute_weights(vectors, posterior.mean - model.prior_mean, ridge)
+        model.attribute_weights.copy_(candidates[str(ridge)])
+        scores[str(ridge)] = validation_mae(model, batches)
+    best = min(scores, key=lambda name: (scores[name], name != "none"))
+    model.attribute_weights.copy_(candidates[best])
+    logger.info(f"user attributes: ridge {best}, validation MAE {scores[best]:.4f} (none {scores['none']:.4f})")
+    return {"ridge": best, "validation_mae": scores, "training_users": len(users)}
 
 
 def _torch_generator(rng: np.random.Generator) -> torch.Generator:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from personalize.engine.gaussian import WeightPosterior, weight_predictive
 from personalize.errors import ConfigError, require
-from personalize.recommend.posterior import Posterior, predictive
 from personalize.recommend.ranking import pick_scores, ranking_scores
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class UserModel:
         ratings: the user's ratings of those items.
     """
 
-    def __init__(self, recommender: Recommender, posterior: Posterior, seen: np.ndarray, user: Hashable = None,
+    def __init__(self, recommender: Recommender, posterior: WeightPosterior, seen: np.ndarray, user: Hashable = None,
                  ratings: np.ndarray | None = None) -> None:
         self.recommender = recommender
         self.posterior = posterior
@@ -137,7 +137,7 @@ class UserModel:
         tables = self.recommender.tables
         index = torch.as_tensor(positions, dtype=torch.long)
         with torch.no_grad():
-            mean, variance = predictive(self.posterior, tables.features[index], tables.base[index],
+            mean, variance = weight_predictive(self.posterior, tables.features[index], tables.base[index],
                                         tables.noise_variance)
         low, high = self.recommender.rating_range
         return np.clip(mean[0].numpy().astype(np.float64), low, high), variance[0].numpy().astype(np.float64)

@@ -137,9 +137,9 @@ class InteractionPool:
 
     def sample(self, user: Hashable, *, shots: int | None, query_size: int, rng: Rng) -> InteractionEpisode:
         """Split ``user``'s interactions: ``query_size`` random ones form the query; the support is
-        ``shots`` random ones among the rest, or all the rest when ``shots`` is None."""
+        ``shots`` random ones among the rest (0: none, a cold start), or all the rest when ``shots`` is None."""
         require(query_size >= 0, f"query_size must be >= 0, got {query_size}")
-        require(shots is None or shots >= 1, f"shots must be >= 1 or None, got {shots}")
+        require(shots is None or shots >= 0, f"shots must be >= 0 or None, got {shots}")
         rows = as_rng(rng).permutation(self.rows_of(user))
         available = len(rows) - query_size
         wanted = available if shots is None else shots
