@@ -77,6 +77,8 @@ def test_adapt_many_reads_the_users_frame_and_matches_adapt(fitted) -> None:
     assert list(many) == [500, 501]
     one = rec.adapt(history([ACTION[1]], [3]), attributes={"crowd": "calm", "age": 20})
     np.testing.assert_allclose(many[501].predict(ACTION + DRAMA), one.predict(ACTION + DRAMA), atol=1e-5)
+    with pytest.warns(UserWarning, match=r"no training user held.*'crowd': \['punk'\]"):
+        rec.adapt_many(log, users=users.with_columns(crowd=pl.Series(["punk", "thrill", "calm"])))
     with pytest.raises(SchemaError, match=r"1 user\(s\) have no row in the users frame, e.g. \[501\]"):
         rec.adapt_many(log, users=users.filter(pl.col("user_id") != 501))
     with pytest.raises(SchemaError, match=r"lacks attribute column\(s\) \['age'\]"):

@@ -282,7 +282,13 @@ class Recommender:
             require(self.attributes is not None, "this recommender was meta-fitted without user attributes: leave "
                                                  "users= out, or meta-fit with users=", ConfigError)
             assert self.attributes is not None
-            vectors = self.attributes.encode_frame(_renamed_users(users, columns), every_user)
+            profiles = _renamed_users(users, columns)
+            vectors = self.attributes.encode_frame(profiles, every_user)
+            unseen = self.attributes.unseen_values(
+                profiles.filter(profiles["user_id"].is_in(every_user)).select(self.attributes.columns).to_dicts())
+            if unseen:
+                warnings.warn(f"attribute value(s) no training user held, counted as the average user for their "
+                              f"column: {unseen}", UserWarning, stacklevel=2)
         items = [np.asarray(rated.get(user, ([], []))[0], dtype=np.int64) for user in every_user]
         values = [np.asarray(rated.get(user, ([], []))[1], dtype=np.float32) for user in every_user]
         adapted: dict[Hashable, UserModel] = {}
