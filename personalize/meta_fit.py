@@ -40,6 +40,7 @@ from personalize.errors import ConfigError, require
 from personalize.files import SavedKind, load_checked_tensors, save_checked_tensors, staged_folder
 from personalize.learners import MetaLearner
 from personalize.logs import get_logger
+from personalize.provenance import portable_path
 from personalize.tasks.episodes import TextTaskPool
 
 logger = get_logger(__name__)
@@ -243,7 +244,11 @@ def _progress(config: MetaFitConfig, start: int) -> Any:
 
 
 def _record(state: dict[str, Any], config: MetaFitConfig) -> dict[str, Any]:
-    return {"fit_config": asdict(config), "history": state["history"], "best_step": state["best_step"],
+    """The learner's training record; its ``checkpoint_dir`` without this machine's path (the trainer file has it)."""
+    fit_config = asdict(config)
+    if fit_config["checkpoint_dir"]:
+        fit_config["checkpoint_dir"] = portable_path(str(fit_config["checkpoint_dir"]))
+    return {"fit_config": fit_config, "history": state["history"], "best_step": state["best_step"],
             "best_val_loss": state["best_val_loss"], "steps_done": state["step"],
             "train_seconds": round(state["train_seconds"], 2)}
 

@@ -34,6 +34,7 @@ import torch
 import personalize as pz
 from personalize.bank import StateBank
 from personalize.data.synthetic import write_synthetic
+from personalize.provenance import cpu_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,17 +55,6 @@ else:
     summary = adapt_users(log, model, out, top=10, progress=False, **options)
     print(json.dumps(asdict(summary), default=str))
 """
-
-
-def cpu_flags() -> str:
-    flags = set()
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return ", ".join(flag for flag in wanted if flag in flags) or "none of avx2/avx512"
 
 
 def run_child(*arguments: str) -> dict:

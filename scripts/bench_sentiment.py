@@ -31,14 +31,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shlex
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,140 +45,20 @@ import torch
 import personalize as pz
 from personalize.engine.config import HeadConfig
 from personalize.learners import create_learner
+from personalize.provenance import machine, portable_args, portable_command
 from personalize.sentiment import SentimentClassifier
-from personalize.tasks import load_suite
-
-DOMAINS = (("clothing-sentiment", "Jackets"), ("clothing-sentiment", "Sweaters"),
-           ("clothing-sentiment", "Skirts"), ("movies-sentiment", "movies"))
-Predictor = Callable[[list[str]], np.ndarray]
-
-
-@dataclass
-class Method:
-    """A named way to turn a support set into a predictor of class ids (0 = negative, 1 = positive)."""
-
-    name: str
-    fit: Callable[[list[str], list[int]], Predictor]
-    episodes: int
-    shots: tuple[int, ...] | None = None  # None = every K
-    tasks: tuple[str, ...] | None = None  # None = every domain
-    adapts: bool = True
-
-
-@dataclass
-class Cell:
-    accuracies: list[float] = field(default_factory=list)
-    fit_seconds: list[float] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float]:
-        values = np.asarray(self.accuracies)
-        half_width = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-        return {"mean": float(values.mean()), "ci95": float(half_width), "n": len(values),
-                "median_fit_seconds": statistics.median(self.fit_seconds)}
-
-
-# --- methods ------------------------------------------------------------------------------------------
-
-
-class FrozenEmbeddings:
-    """Unit-length frozen-encoder embeddings, each distinct text computed once."""
-
-    def __init__(self, encoder: pz.encoder.Encoder) -> None:
-        self.encoder = encoder
-        self.cache: dict[str, np.ndarray] = {}
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        missing = [text for text in dict.fromkeys(texts) if text not in self.cache]
-        if missing:
-            for text, vector in zip(missing, self.encoder.embed(missing, normalize=True).numpy()):
-                self.cache[text] = vector
-        return np.stack([self.cache[text] for text in texts])
-
-
-def frozen_logistic_regression(embed: FrozenEmbeddings) -> Callable[[list[str], list[int]], Predictor]:
-    from sklearn.linear_model import LogisticRegression
-
-    def fit(texts: list[str], labels: list[int]) -> Predictor:
-        model = LogisticRegression(max_iter=1000).fit(embed(texts), labels)
-        return lambda queries: model.predict(embed(queries))
-    return fit
-
-
-def frozen_prototypes(embed: FrozenEmbeddings) -> Callable[[list[str], list[int]], Predictor]:
-    def fit(texts: list[str], labels: list[int]) -> Predictor:
-        vectors, labels_array = embed(texts), np.asarray(labels)
-        prototypes = np.stack([vectors[labels_array == c].mean(0) for c in range(labels_array.max() + 1)])
-        prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
-        return lambda queries: (embed(queries) @ prototypes.T).argmax(1)
-    return fit
-
-
-def adapted(classifier: SentimentClassifier) -> Callable[[list[str], list[int]], Predictor]:
-    """Adapt with the classifier's own label names (so a shipped prior applies), map back to ids."""
-    names = classifier.labels
-
-    def fit(texts: list[str], labels: list[int]) -> Predictor:
-        model = classifier.adapt(texts, [names[label] for label in labels], classes=names)
-        return lambda queries: np.asarray([names.index(label) for label in model.predict(queries)])
-    return fit
-
-
-def zero_shot(classifier: SentimentClassifier) -> Callable[[list[str], list[int]], Predictor]:
-    """No adaptation; predictions are per text, so each distinct query text is scored once."""
-    model, cache = classifier.zero_shot(), {}
-
-    def predict(queries: list[str]) -> np.ndarray:
-        missing = [text for text in dict.fromkeys(queries) if text not in cache]
-        if missing:
-            cache.update(zip(missing, (classifier.labels.index(label) for label in model.predict(missing))))
-        return np.asarray([cache[text] for text in queries])
-    return lambda texts, labels: predict
-
-
-def setfit_method(model_path: str, scratch: Path) -> Callable[[list[str], list[int]], Predictor]:
-    """SetFit's default training arguments; only where it writes (nothing kept) and its logging differ."""
-    from datasets import Dataset
-    from setfit import SetFitModel, Trainer, TrainingArguments
-
-    arguments = TrainingArguments(output_dir=str(scratch), save_strategy="no", report_to="none",
-                                  show_progress_bar=False)
-
-    def fit(texts: list[str], labels: list[int]) -> Predictor:
-        model = SetFitModel.from_pretrained(model_path, local_files_only=True)
-        Trainer(model=model, args=arguments, train_dataset=Dataset.from_dict({"text": texts, "label": labels})).train()
-        return lambda queries: np.asarray(model.predict(queries, show_progress_bar=False)).astype(int)
-    return fit
-
-
-# --- running --------------------------------------------------------------------------------------------
-
-
-def run(methods: list[Method], shots: Sequence[int], episodes: int, seed: int,
-        domains: Sequence[tuple[str, str]] = DOMAINS) -> dict:
-    """{domain: {method: {K: summary}}} over the seeded test episodes of each (suite, domain)."""
-    results: dict = {}
-    for suite_name, task in domains:
-        suite = load_suite(suite_name)
-        for k in shots:
-            cell_episodes = suite.episodes("test", shots=k, n=episodes, seed=seed, task=task)
-            for method in methods:
-                if (method.shots is not None and k not in method.shots) or (
-                        method.tasks is not None and task not in method.tasks):
-                    continue
-                cell = Cell()
-                for episode in cell_episodes[: method.episodes]:
-                    labels = [int(label) for label in episode.support_labels]
-                    started = time.perf_counter()
-                    predictor = method.fit(episode.support_texts, labels)
-                    cell.fit_seconds.append(time.perf_counter() - started if method.adapts else 0.0)
-                    predicted = predictor(episode.query_texts)
-                    cell.accuracies.append(float((predicted == episode.query_labels).mean()))
-                summary = cell.summary()
-                results.setdefault(task, {}).setdefault(method.name, {})[str(k)] = summary
-                print(f"{task:9s} K={k:<2d} {method.name:34s} {summary['mean']:.3f} ± {summary['ci95']:.3f} "
-                      f"(n={summary['n']}, fit {summary['median_fit_seconds'] * 1000:.0f} ms)", flush=True)
-    return results
-
+from personalize.sentiment_benchmark import (
+    DOMAINS,
+    FrozenEmbeddings,
+    Method,
+    adapted,
+    frozen_logistic_regression,
+    frozen_prototypes,
+    result_tables,
+    run,
+    setfit_method,
+    zero_shot,
+)
 
 # --- report ----------------------------------------------------------------------------------------------
 
@@ -193,22 +71,6 @@ def markdown(results: dict, shots: Sequence[int], header: list[str], goals: list
         lines += ["The same goals for every meta-trained model of the report (K = 8; a dash: not measured):", "",
                   *table_of_goals, ""]
     return "\n".join(lines)
-
-
-def result_tables(results: dict, shots: Sequence[int]) -> list[str]:
-    """One markdown table per domain: a row per method, a column per K, and the 8-shot adaptation time."""
-    lines: list[str] = []
-    for task, by_method in results.items():
-        lines += [f"### {task}", "", "| method | " + " | ".join(f"K={k}" for k in shots) + " | adapt time, K=8 |",
-                  "|---|" + "---:|" * (len(shots) + 1)]
-        for name, cells in by_method.items():
-            row = [f"{cells[str(k)]['mean']:.3f} ± {cells[str(k)]['ci95']:.3f} ({cells[str(k)]['n']})"
-                   if str(k) in cells else "—" for k in shots]
-            timing = cells.get("8", {}).get("median_fit_seconds")
-            shown = "—" if timing is None else f"{timing * 1000:.0f} ms"
-            lines.append(f"| {name} | " + " | ".join(row) + f" | {shown} |")
-        lines.append("")
-    return lines
 
 
 def plot(results: dict, shots: Sequence[int], path: Path) -> None:
@@ -322,13 +184,13 @@ def model_rows(document: dict) -> list[tuple[str, str]]:
     Runs from before the rows were recorded name them in their command's ``--only`` options.
     """
     models = [(document["meta_method"], document["zero_shot_method"])]
-    for run in document["runs"]:
-        if "model" not in run:
+    for entry in document["runs"]:
+        if "model" not in entry:
             continue
-        if "rows" in run:
-            models.append(tuple(run["rows"]))
+        if "rows" in entry:
+            models.append(tuple(entry["rows"]))
             continue
-        words = shlex.split(run["command"])
+        words = shlex.split(entry["command"])
         only = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--only"]
         zero = [name for name in only if name.endswith(", zero-shot")]
         adapted_rows = [name for name in only if not name.endswith(", zero-shot")]
@@ -336,18 +198,6 @@ def model_rows(document: dict) -> list[tuple[str, str]]:
             models.append((adapted_rows[0], zero[0]))
     models += [tuple(rows) for rows in document.get("earlier_models", [])]
     return list(dict.fromkeys(models))
-
-
-def machine(encoder: pz.encoder.Encoder | None = None) -> str:
-    """This run's processor and torch threads, and the encoder's device and inference arithmetic if given.
-
-    For example ``x86_64, 2 torch threads, cpu, bfloat16 inference``.
-    """
-    text = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    if encoder is not None:
-        dtype = str(encoder.compute_dtype(inference=True)).removeprefix("torch.")
-        text += f", {encoder.device}, " + ("int8-weight" if encoder.precision == "int8" else dtype) + " inference"
-    return text
 
 
 def build_methods(args: argparse.Namespace,
@@ -482,11 +332,12 @@ def main(argv: list[str] | None = None) -> None:
         for name, cells in by_method.items():
             document["results"].setdefault(task, {}).setdefault(name, {}).update(cells)
     record = classifier.record
-    run_entry = {"command": "scripts/bench_sentiment.py " + shlex.join(sys.argv[1:]),
+    trained_by = portable_command(record.get("command", "?"))  # its training command, no path of that machine
+    run_entry = {"command": "scripts/bench_sentiment.py " + shlex.join(portable_args(sys.argv[1:])),
                  "seconds": time.perf_counter() - started, "date": str(datetime.date.today()),
                  "machine": machine(classifier.encoder)}
     if args.extra:  # another model's rows beside the shipped one: the goal lines keep the shipped model
-        run_entry["model"] = f"`{classifier.learner.name}` trained by `{record.get('command', '?')}`"
+        run_entry["model"] = f"`{classifier.learner.name}` trained by `{trained_by}`"
         run_entry["rows"] = [meta, zero_shot_name]
     else:
         earlier = (document.get("meta_method"), document.get("zero_shot_method"))
@@ -500,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
             "model": (f"`{classifier.learner.name}`"
                       + (f" (prior strength {classifier.prior_strength:g})" if classifier.prior_strength else "")
                       + ", trained by "
-                      f"`{record.get('command', '?')}` (seed {record.get('seed', '?')}, "
+                      f"`{trained_by}` (seed {record.get('seed', '?')}, "
                       f"{record.get('wall_seconds', '?')} s on {record.get('device', '?')}, "
                       f"{record.get('machine', '')}); {record.get('steps_done', '?')} "
                       f"steps, best meta-validation loss {record.get('best_val_loss', float('nan')):.3f} at step "

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from personalize.provenance import cpu_flags
 from personalize.recommend.als import ITEM_SHRINKAGE, USER_SHRINKAGE, fit_biased_als
 
 FACTORS, RIDGE, ITERATIONS = 10, 10.0, 15
@@ -126,10 +127,6 @@ def svd_memory() -> dict[str, float]:
 # --- the report ------------------------------------------------------------------------------------------
 
 
-def cpu_flags() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        words = set(cpuinfo.read().split())
-    return " ".join(sorted(words & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})) or "none of avx2/avx512f/amx"
 
 
 def main() -> None:

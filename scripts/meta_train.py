@@ -31,12 +31,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from personalize.checkpoint import read_learner_document
 from personalize.encoder import load_encoder
@@ -44,6 +41,7 @@ from personalize.engine.config import AdapterConfig, HeadConfig
 from personalize.errors import PersonalizeError
 from personalize.learners import create_learner, learner_class
 from personalize.meta_fit import MetaFitConfig, meta_fit
+from personalize.provenance import machine, portable_args
 from personalize.selection import SelectionConfig, select_learner
 from personalize.sentiment import SentimentClassifier, read_classifier_document, reference_examples, tune_prior_strength
 from personalize.tasks import load_suite
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.retune_prior:
         classifier = SentimentClassifier.load(args.out, device=args.device)
         choose_prior_strength(classifier, suite, args.seed)
-        classifier.record["prior_command"] = "python " + " ".join(sys.argv)
+        classifier.record["prior_command"] = "python " + " ".join(portable_args(sys.argv))
         classifier.save(args.out, overwrite=True)  # the classifier it loaded: replaced with its new prior
         return
     encoder = load_encoder(device=args.device, max_length=args.max_length)
@@ -156,12 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     texts, labels = reference_examples(suite, per_class=args.reference_per_class, seed=args.seed)
     record = {
         **learner.record,
-        "command": "python " + " ".join(sys.argv),
+        "command": "python " + " ".join(portable_args(sys.argv)),
         "suite": suite.name,
         "seed": args.seed,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "device": str(encoder.device),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": machine(),
     }
     classifier = SentimentClassifier.build(learner, texts, labels, record=record, multiclass=multiclass)
     choose_prior_strength(classifier, suite, args.seed)
