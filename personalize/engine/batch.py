@@ -34,6 +34,7 @@ class TaskBatch:
     example_mask: torch.Tensor    # [T, N] bool: False for padding examples
     prefix: torch.Tensor | None = None  # [T, N, S, H] precomputed frozen-prefix states (see prefix_cache.py)
     prefix_layer: int | None = None     # the layer those states enter
+    side: torch.Tensor | None = None    # [T, N, F] per-example features beside the text (HeadConfig.side_features)
 
     @property
     def num_tasks(self) -> int:
@@ -45,6 +46,7 @@ class TaskBatch:
             input_ids=self.input_ids[tasks], attention_mask=self.attention_mask[tasks],
             targets=self.targets[tasks], example_mask=self.example_mask[tasks],
             prefix=None if self.prefix is None else self.prefix[tasks], prefix_layer=self.prefix_layer,
+            side=None if self.side is None else self.side[tasks],
         )
 
     def to(self, device: torch.device | str) -> TaskBatch:
@@ -53,6 +55,7 @@ class TaskBatch:
             input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device),
             targets=self.targets.to(device), example_mask=self.example_mask.to(device),
             prefix=None if self.prefix is None else self.prefix.to(device), prefix_layer=self.prefix_layer,
+            side=None if self.side is None else self.side.to(device),
         )
 
 
@@ -62,8 +65,13 @@ def collate_tasks(
     targets: Sequence[Sequence[float]],
     *,
     kind: TaskKind,
+    side: Sequence[torch.Tensor] | None = None,
 ) -> TaskBatch:
-    """Tokenise every task's texts together (one padding length) and stack them into a TaskBatch."""
+    """Tokenise every task's texts together (one padding length) and stack them into a TaskBatch.
+
+    ``side``: optional per-example features beside the text, one [N_t, F] tensor per task (see
+    ``HeadConfig.side_features``); padded like the targets.
+    """
     require(len(texts) == len(targets), f"{len(texts)} tasks of texts but {len(targets)} of targets")
     require(len(texts) >= 1, "at least one task is needed")
     for index, (task_texts, task_targets) in enumerate(zip(texts, targets)):
@@ -72,6 +80,7 @@ def collate_tasks(
         if len(task_texts) != len(task_targets):
             raise ConfigError(f"task {index} has {len(task_texts)} texts but {len(task_targets)} targets")
     width = max(len(task_texts) for task_texts in texts)
+    side_features = None if side is None else _padded_side(side, [len(t) for t in texts], width)
     padded_texts = [list(t) + [t[0]] * (width - len(t)) for t in texts]
     padded_targets = [list(y) + [y[0]] * (width - len(y)) for y in targets]
     flat = [text for task_texts in padded_texts for text in task_texts]
@@ -84,7 +93,21 @@ def collate_tasks(
         attention_mask=tokens["attention_mask"].reshape(len(texts), width, -1),
         targets=torch.tensor(padded_targets, dtype=dtype, device=device),
         example_mask=torch.arange(width, device=device)[None, :] < lengths[:, None],
+        side=None if side_features is None else side_features.to(device),
     )
+
+
+def _padded_side(side: Sequence[torch.Tensor], lengths: list[int], width: int) -> torch.Tensor:
+    """Stack per-task side features [N_t, F] into [T, width, F], padding with each task's first row."""
+    require(len(side) == len(lengths), f"{len(lengths)} tasks of texts but {len(side)} of side features")
+    rows = []
+    for index, (features, length) in enumerate(zip(side, lengths)):
+        features = torch.as_tensor(features, dtype=torch.float32)
+        require(features.dim() == 2 and features.shape[0] == length,
+                f"task {index}: side features must be [{length}, F], got {list(features.shape)}")
+        rows.append(torch.cat([features, features[:1].expand(width - length, -1)]))
+    require(len({row.shape[1] for row in rows}) == 1, "every task's side features need the same width F")
+    return torch.stack(rows)
 
 
 def concat_examples(first: TaskBatch, second: TaskBatch) -> TaskBatch:
@@ -96,6 +119,7 @@ def concat_examples(first: TaskBatch, second: TaskBatch) -> TaskBatch:
             f"cannot join batches of {first.num_tasks} and {second.num_tasks} tasks")
     require((first.prefix is None) == (second.prefix is None) and first.prefix_layer == second.prefix_layer,
             "cannot join a batch with cached prefix states to one without, or prefixes of different layers")
+    require((first.side is None) == (second.side is None), "cannot join a batch with side features to one without")
     length = max(first.input_ids.shape[-1], second.input_ids.shape[-1])
 
     def widen(tokens: torch.Tensor) -> torch.Tensor:
@@ -112,4 +136,5 @@ def concat_examples(first: TaskBatch, second: TaskBatch) -> TaskBatch:
         example_mask=torch.cat([first.example_mask, second.example_mask], dim=1),
         prefix=prefix,
         prefix_layer=first.prefix_layer,
+        side=None if first.side is None else torch.cat([first.side, second.side], dim=1),
     )

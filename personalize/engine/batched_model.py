@@ -8,7 +8,9 @@ to end, so :meth:`BatchedLoRAModel.frozen_prefix` computes them once per *distin
 ``no_grad``, and inner-loop steps reuse the result.
 
 Parameter names use no dots (they are also nn.ParameterDict keys): ``layer4_query_A`` (r x in),
-``layer4_query_B`` (out x r), ``head_weight`` (outputs x hidden), ``head_bias`` (outputs).
+``layer4_query_B`` (out x r), ``head_weight`` (outputs x features), ``head_bias`` (outputs). The head
+reads the pooled embedding (hidden numbers) followed by the batch's side features, if the head takes
+any (``HeadConfig.side_features``; a recommender's item vectors beside the item's text).
 
 >>> import torch
 >>> from personalize.encoder import tiny_encoder
@@ -54,6 +56,11 @@ class BatchedLoRAModel:
         self.adapted_layers = adapter.adapted_layers(config.num_hidden_layers)
         self.first_adapted = self.adapted_layers[0]
 
+    @property
+    def feature_size(self) -> int:
+        """Width of the head's input: the pooled embedding and then the side features."""
+        return self.hidden_size + self.head.side_features
+
     # --- parameters -------------------------------------------------------------------------------
 
     def adapter_shapes(self) -> dict[str, tuple[int, int]]:
@@ -77,7 +84,7 @@ class BatchedLoRAModel:
                 params[name] = (torch.rand(shape, generator=generator) * 2 - 1) * bound
             else:
                 params[name] = torch.zeros(shape)
-        params["head_weight"] = torch.zeros(self.head.outputs, self.hidden_size)
+        params["head_weight"] = torch.zeros(self.head.outputs, self.feature_size)
         params["head_bias"] = torch.zeros(self.head.outputs)
         device = self.encoder.device
         return {name: value.to(device) for name, value in params.items()}
@@ -113,8 +120,8 @@ class BatchedLoRAModel:
                               f"first adapted layer is {self.first_adapted}")
         return batch.prefix
 
-    def features(self, params: Params, prefix: torch.Tensor, attention_mask: torch.Tensor,
-                 training: bool = False) -> torch.Tensor:
+    def text_features(self, params: Params, prefix: torch.Tensor, attention_mask: torch.Tensor,
+                      training: bool = False) -> torch.Tensor:
         """Pooled sentence embeddings [T, N, H] from the frozen prefix through the adapted layers."""
         tasks, examples, length, hidden_size = prefix.shape
         hidden = prefix.reshape(tasks, examples * length, hidden_size)
@@ -125,15 +132,34 @@ class BatchedLoRAModel:
         pooled = _masked_mean(hidden, attention_mask)
         return F.normalize(pooled, dim=-1) if self.head.normalize else pooled
 
+    def join_side(self, text_features: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
+        """The head's input [T, N, H + F]: text features followed by the side features [T, N, F]."""
+        wanted = self.head.side_features
+        if wanted == 0:
+            if side is not None:
+                raise ConfigError(f"the batch carries {side.shape[-1]} side features per example, but the head "
+                                  "takes none (HeadConfig.side_features = 0)")
+            return text_features
+        if side is None or side.shape[-1] != wanted or side.shape[:2] != text_features.shape[:2]:
+            got = "none" if side is None else f"shape {list(side.shape)}"
+            raise ConfigError(f"the head takes {wanted} side features per example "
+                              f"([{text_features.shape[0]}, {text_features.shape[1]}, {wanted}]), the batch has {got}")
+        return torch.cat([text_features, side.to(text_features.dtype)], dim=-1)
+
+    def features(self, params: Params, prefix: torch.Tensor, attention_mask: torch.Tensor,
+                 training: bool = False, side: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's input [T, N, H + F]: pooled embeddings, then the side features if the head takes any."""
+        return self.join_side(self.text_features(params, prefix, attention_mask, training), side)
+
     def apply_head(self, params: Params, features: torch.Tensor) -> torch.Tensor:
         """Per-task head: logits [T, N, C] for classification, scores [T, N] for regression."""
         outputs = torch.einsum("tnh,toh->tno", features, params["head_weight"]) + params["head_bias"][:, None, :]
         return outputs.squeeze(-1) if self.head.kind == "regression" else outputs
 
     def forward(self, params: Params, prefix: torch.Tensor, attention_mask: torch.Tensor,
-                training: bool = False) -> torch.Tensor:
-        """Head outputs for every task's examples, from the frozen prefix."""
-        return self.apply_head(params, self.features(params, prefix, attention_mask, training))
+                training: bool = False, side: torch.Tensor | None = None) -> torch.Tensor:
+        """Head outputs for every task's examples, from the frozen prefix (and the side features)."""
+        return self.apply_head(params, self.features(params, prefix, attention_mask, training, side))
 
     # --- one BERT layer -----------------------------------------------------------------------------
 

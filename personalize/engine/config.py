@@ -92,12 +92,17 @@ class HeadConfig:
     """Number of classes the head scores (ignored for regression)."""
     normalize: bool = False
     """L2-normalise the pooled embedding before the head (and before prototypes in metric learners)."""
+    side_features: int = 0
+    """Per-example features given beside the text (``TaskBatch.side``, F numbers per example), joined
+    to the pooled embedding before the head: a recommender's collaborative item vectors, say. 0 = none."""
 
     def __post_init__(self) -> None:
         require(self.kind in ("classification", "regression"),
                 f"HeadConfig.kind must be 'classification' or 'regression', got {self.kind!r}")
         require(isinstance(self.num_classes, int) and self.num_classes >= 2,
                 f"HeadConfig.num_classes must be an int >= 2, got {self.num_classes!r}")
+        require(isinstance(self.side_features, int) and self.side_features >= 0,
+                f"HeadConfig.side_features must be an int >= 0, got {self.side_features!r}")
 
     @property
     def outputs(self) -> int:

@@ -69,7 +69,7 @@ def gradient_steps(
     """
     kind = model.head.kind
     for _ in range(steps):
-        outputs = model.forward(params, prefix, batch.attention_mask, training)
+        outputs = model.forward(params, prefix, batch.attention_mask, training, batch.side)
         loss = task_losses(outputs, batch.targets, batch.example_mask, kind).sum()
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
         params = {

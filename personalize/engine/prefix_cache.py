@@ -70,11 +70,13 @@ class PrefixCache:
                 self._ids[row] = row_ids[:length].cpu().clone()
                 self._states[row] = row_states[:length].to("cpu", self.dtype).clone()
 
-    def batch(self, rows: Sequence[np.ndarray], targets: Sequence[Sequence[float]], *, kind: str) -> TaskBatch:
+    def batch(self, rows: Sequence[np.ndarray], targets: Sequence[Sequence[float]], *, kind: str,
+              side: torch.Tensor | None = None) -> TaskBatch:
         """A TaskBatch of T tasks given by row numbers, carrying the cached prefix states.
 
         Shorter tasks are padded with copies of their first example (masked out), as in
-        :func:`~personalize.engine.batch.collate_tasks`.
+        :func:`~personalize.engine.batch.collate_tasks`. ``side``, a table [rows, F], gives each
+        example the side features of its row (``HeadConfig.side_features``).
         """
         require(len(rows) == len(targets) and len(rows) >= 1, "need one target list per task, and one task")
         for index, (task_rows, task_targets) in enumerate(zip(rows, targets)):
@@ -89,8 +91,10 @@ class PrefixCache:
         input_ids = torch.zeros(tasks, width, length, dtype=torch.long)
         attention_mask = torch.zeros(tasks, width, length, dtype=torch.long)
         prefix = torch.zeros(tasks, width, length, hidden, dtype=torch.float32)
+        padded_rows = torch.zeros(tasks, width, dtype=torch.long)
         for t, task_rows in enumerate(rows):
             padded = list(task_rows) + [task_rows[0]] * (width - len(task_rows))
+            padded_rows[t] = torch.as_tensor(np.asarray(padded, dtype=np.int64))
             for n, row in enumerate(padded):
                 ids, states = self._ids[int(row)], self._states[int(row)]
                 input_ids[t, n, :len(ids)] = ids
@@ -103,6 +107,7 @@ class PrefixCache:
             targets=torch.tensor(padded_targets, dtype=torch.long if kind == "classification" else torch.float32),
             example_mask=torch.arange(width)[None, :] < lengths[:, None],
             prefix=prefix, prefix_layer=self.model.first_adapted,
+            side=None if side is None else side.float()[padded_rows],
         ).to(device)
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
@@ -133,10 +134,14 @@ class MetaLearner(torch.nn.Module, ABC):
         """Per-task loss of a prediction: cross-entropy or squared error. Shape [T]."""
         return task_losses(prediction.outputs, batch.targets, batch.example_mask, self.kind)
 
-    def task_features(self, params: Params, batch: TaskBatch, training: bool = False) -> torch.Tensor:
-        """Pooled features [T, N, H] of a batch under the given (per-task or shared) parameters."""
-        prefix = self.model.prefix_of(batch)
-        return self.model.features(params, prefix, batch.attention_mask, training)
+    def task_features(self, params: Params, batch: TaskBatch, training: bool = False,
+                      normalize_text: bool = False) -> torch.Tensor:
+        """The head's input [T, N, H + F] under the given (per-task or shared) parameters: pooled text
+        features (L2-normalised with ``normalize_text``), then the batch's side features if any."""
+        text = self.model.text_features(params, self.model.prefix_of(batch), batch.attention_mask, training)
+        if normalize_text:
+            text = F.normalize(text.float(), dim=-1)
+        return self.model.join_side(text, batch.side)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, family={self.family!r}"

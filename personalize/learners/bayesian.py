@@ -1,6 +1,7 @@
 """A learned Gaussian prior over the task head, turned into a posterior in closed form (model-based).
 
-Features φ(x) come from the shared, meta-learned adapters (L2-normalised). Each task's head is
+Features φ(x) come from the shared, meta-learned adapters (L2-normalised), followed by the
+example's side features when the head takes any (``HeadConfig.side_features``). Each task's head is
 linear, ``y = w·φ(x) + b + noise``, with a meta-learned prior ``w ~ N(μ0, diag(s²))`` and noise
 ``N(0, σ²)``. Given a task's support set the posterior is exact (Bayesian linear regression, in its
 kernel form of :mod:`personalize.engine.gaussian`, so the cost grows with the support size, not the
@@ -70,14 +71,14 @@ class BayesianHead(MetaLearner):
 
     def __init__(self, encoder: Encoder, config: BayesianConfig | None = None) -> None:
         super().__init__(encoder, config)
-        hidden = self.model.hidden_size
-        self.log_prior_std = torch.nn.Parameter(torch.full((hidden,), math.log(self.config.initial_prior_std)))
+        features = self.model.feature_size  # the pooled embedding, then any side features
+        self.log_prior_std = torch.nn.Parameter(torch.full((features,), math.log(self.config.initial_prior_std)))
         self.log_noise_std = torch.nn.Parameter(torch.tensor(math.log(self.config.initial_noise_std)))
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(self.config.initial_scale)))
 
     def embed(self, batch: TaskBatch, training: bool = False) -> torch.Tensor:
         params = expand_to_tasks(self.init_params(), batch.num_tasks)
-        return F.normalize(self.task_features(params, batch, training).float(), dim=-1)
+        return self.task_features(params, batch, training, normalize_text=True).float()
 
     def targets(self, batch: TaskBatch) -> torch.Tensor:
         """Regression targets [T, N, outputs]: the score, or the one-hot class."""

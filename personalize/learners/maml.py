@@ -78,7 +78,7 @@ class MAML(MetaLearner):
                 steps=self.config.inner_steps, learning_rate=self.inner_learning_rate(),
                 create_graph=second_order, training=True,
             )
-            outputs = model.forward(adapted, query_prefix, query.attention_mask, training=True)
+            outputs = model.forward(adapted, query_prefix, query.attention_mask, training=True, side=query.side)
         losses = self.prediction_loss(Prediction(outputs), query)
         metrics = {"loss": losses.mean().item()}
         if self.kind == "classification":
@@ -93,7 +93,7 @@ class MAML(MetaLearner):
     def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
         with self.encoder.autocast(inference=True):
             prefix = self.model.prefix_of(inputs)
-            return Prediction(self.model.forward(state, prefix, inputs.attention_mask).float())
+            return Prediction(self.model.forward(state, prefix, inputs.attention_mask, side=inputs.side).float())
 
 
 class FOMAML(MAML):

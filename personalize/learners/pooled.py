@@ -45,7 +45,8 @@ class Pooled(MAML):
         with self.encoder.autocast():
             for batch in (support, query):  # one supervised pass over every example, support and query alike
                 params = expand_to_tasks(self.init_params(), batch.num_tasks)
-                outputs = self.model.forward(params, self.model.prefix_of(batch), batch.attention_mask, training=True)
+                outputs = self.model.forward(params, self.model.prefix_of(batch), batch.attention_mask, training=True,
+                                             side=batch.side)
                 count = batch.example_mask.sum(1).float()
                 losses.append(self.prediction_loss(Prediction(outputs), batch) * count)
                 if self.kind == "classification":
