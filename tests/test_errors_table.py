@@ -18,14 +18,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 import personalize as pz
 from personalize import errors
 from personalize.encoder import tiny_encoder
+from personalize.engine.batch import collate_tasks
+from personalize.engine.config import HeadConfig
 from personalize.learners import create_learner
 from personalize.meta_fit import MetaFitConfig, meta_fit
 from personalize.recommend import Columns, Recommender, RecommenderConfig
+from personalize.recommend.user_tasks import UserItems, predict_users, user_learner
 from personalize.sentiment import SentimentClassifier
 from personalize.tasks.synthetic import synthetic_suite
 
@@ -185,6 +189,16 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "learner-into-other-files": lambda c: pz.save_learner(c.model.learner, c.occupied()),
     # the recommender
     "rec-history-duplicate": lambda c: c.rec.adapt(history([3, 3], [5, 4])),
+    "rec-attributes-without-users": lambda c: c.rec.adapt(history([3], [5]), attributes={"age": 30}),
+    "rec-attribute-columns-without-users": lambda c: Recommender.meta_fit(
+        pl.DataFrame({"user_id": np.repeat(np.arange(40), 12), "item_id": np.tile(np.arange(12), 40),
+                      "rating": np.full(480, 4)}),
+        pl.DataFrame({"item_id": range(12), "text": [f"film number {i}" for i in range(12)]}),
+        config=RecommenderConfig(factors=4, steps=2, val_every=1), attribute_columns=["age"], encoder=c.encoder),
+    "rec-user-tasks-empty-support": lambda c: predict_users(
+        user_learner("bayes", c.encoder, UserItems([3], ["a film"], torch.zeros(1, 0), np.zeros(1), (1.0, 5.0))),
+        UserItems([3], ["a film"], torch.zeros(1, 0), np.zeros(1), (1.0, 5.0)),
+        [(np.array([], dtype=np.int64), np.array([]))], [np.array([0])]),
     "rec-log-duplicate": lambda c: c.rec.adapt_many(pl.DataFrame({"user_id": [1, 1], "item_id": [3, 3],
                                                                   "rating": [5, 4]})),
     "rec-nan-rating": lambda c: c.rec.adapt(history([3], [float("nan")])),
@@ -207,6 +221,12 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     # meta-training
     "fit-steps-0": lambda c: MetaFitConfig(steps=0),
     "fit-checkpoint-every-0": lambda c: MetaFitConfig(checkpoint_every=0),
+    # side features beside the text
+    "engine-side-negative": lambda c: HeadConfig(side_features=-1),
+    "engine-side-missing": lambda c: create_learner("fomaml", c.encoder, head=HeadConfig(
+        kind="regression", side_features=2)).adapt(collate_tasks(c.encoder, [["a"]], [[1.0]], kind="regression")),
+    "engine-side-unwanted": lambda c: create_learner("fomaml", c.encoder, head=HeadConfig(kind="regression")).adapt(
+        collate_tasks(c.encoder, [["a"]], [[1.0]], kind="regression", side=[np.zeros((1, 2))])),
     "fit-resume-other-settings": resume_with_other_settings,
     # the command line (one line on stderr, exit status 1)
     "cli-out-holds-other-files": cli("meta-fit", "clothing-sentiment", "--out", "{occupied}"),
