@@ -141,3 +141,21 @@ def test_batches_keep_side_features_through_select_concat_and_the_prefix_cache(e
     state = learner.adapt(plain)
     torch.testing.assert_close(learner.predict(state, cached).outputs, learner.predict(state, plain).outputs,
                                atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["bayes", "protonet"])
+def test_shared_features_equal_the_per_task_features_they_replace_at_inference(name: str, encoder) -> None:
+    """bayes and protonet embed each distinct input once at inference (users share films); the
+    features must be the ones every task would have computed on its own."""
+    from personalize.engine.inner_loop import expand_to_tasks
+
+    torch.manual_seed(0)
+    learner = create_learner(name, encoder, adapter=ADAPTER, head=HEAD)
+    with torch.no_grad():
+        for value in learner.init.values():
+            value.add_(0.1 * torch.randn_like(value))  # adapters that change the features
+    texts = [["a film", "b film", "a film"], ["b film", "c film"], ["a film"]]
+    batch = collate_tasks(encoder, texts, [[1.0] * len(t) for t in texts], kind="regression",
+                          side=[torch.randn(len(t), 2) for t in texts])
+    per_task = learner.task_features(expand_to_tasks(learner.init_params(), 3), batch)
+    torch.testing.assert_close(learner.shared_features(batch), per_task, atol=1e-5, rtol=1e-5)

@@ -99,9 +99,9 @@ class BatchedLoRAModel:
         hidden states [T, N, S, H] entering the first adapted layer.
         """
         tasks, examples, length = input_ids.shape
-        flat_ids = input_ids.reshape(-1, length)
-        unique_ids, inverse = torch.unique(flat_ids, dim=0, return_inverse=True)
-        unique_mask = attention_mask.reshape(-1, length)[_first_occurrence(inverse, len(unique_ids))]
+        inverse, first = distinct_rows(input_ids.reshape(-1, length))
+        unique_ids = input_ids.reshape(-1, length)[first]
+        unique_mask = attention_mask.reshape(-1, length)[first]
         token_types = torch.zeros_like(unique_ids)
         hidden = self.bert.embeddings(input_ids=unique_ids, token_type_ids=token_types)
         hidden = hidden.reshape(1, -1, self.hidden_size)
@@ -211,6 +211,18 @@ def _layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
 def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * weights).sum(-2) / weights.sum(-2).clamp_min(1.0)
+
+
+def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For token rows [R, S]: ``inverse`` [R] (which distinct row each is) and ``first`` [U] (one
+    original row per distinct row), so that ``rows[first][inverse]`` equals ``rows``.
+
+    >>> inverse, first = distinct_rows(torch.tensor([[1, 2], [3, 4], [1, 2]]))
+    >>> inverse.tolist(), torch.tensor([[1, 2], [3, 4], [1, 2]])[first].tolist()
+    ([0, 1, 0], [[1, 2], [3, 4]])
+    """
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    return inverse, _first_occurrence(inverse, len(unique))
 
 
 def _first_occurrence(inverse: torch.Tensor, count: int) -> torch.Tensor:

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
-from personalize.engine.batched_model import BatchedLoRAModel, Params
+from personalize.engine.batched_model import BatchedLoRAModel, Params, distinct_rows
 from personalize.engine.config import AdapterConfig, HeadConfig, config_from_dict
-from personalize.engine.inner_loop import task_accuracy, task_losses
+from personalize.engine.inner_loop import expand_to_tasks, task_accuracy, task_losses
 from personalize.errors import ConfigError, require
 
 TaskState = dict[str, torch.Tensor]
@@ -142,6 +142,23 @@ class MetaLearner(torch.nn.Module, ABC):
         if normalize_text:
             text = F.normalize(text.float(), dim=-1)
         return self.model.join_side(text, batch.side)
+
+    def shared_features(self, batch: TaskBatch, normalize_text: bool = False) -> torch.Tensor:
+        """:meth:`task_features` under the shared meta-learned init for every task, for inference.
+
+        Learners whose features do not depend on the task (``bayes``, ``protonet``) call this when
+        not training: each distinct input of the batch goes through the adapted layers once, however
+        many tasks hold it (users rating the same films), and the result is gathered back [T, N, H + F].
+        """
+        tasks, examples, length = batch.input_ids.shape
+        inverse, first = distinct_rows(batch.input_ids.reshape(tasks * examples, length))
+        prefix = self.model.prefix_of(batch)
+        prefix = prefix.reshape(tasks * examples, length, prefix.shape[-1])[first][None]
+        mask = batch.attention_mask.reshape(tasks * examples, length)[first][None]
+        text = self.model.text_features(expand_to_tasks(self.init_params(), 1), prefix, mask)
+        if normalize_text:
+            text = F.normalize(text.float(), dim=-1)
+        return self.model.join_side(text[0][inverse].reshape(tasks, examples, -1), batch.side)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, family={self.family!r}"

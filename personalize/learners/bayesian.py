@@ -77,6 +77,8 @@ class BayesianHead(MetaLearner):
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(self.config.initial_scale)))
 
     def embed(self, batch: TaskBatch, training: bool = False) -> torch.Tensor:
+        if not training:  # the features are the same for every task: each distinct input once
+            return self.shared_features(batch, normalize_text=True).float()
         params = expand_to_tasks(self.init_params(), batch.num_tasks)
         return self.task_features(params, batch, training, normalize_text=True).float()
 

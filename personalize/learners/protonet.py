@@ -76,6 +76,8 @@ class ProtoNet(MetaLearner):
     # --- embedding and similarity ----------------------------------------------------------------
 
     def embed(self, batch: TaskBatch, training: bool = False) -> torch.Tensor:
+        if not training:  # the features are the same for every task: each distinct input once
+            return self.shared_features(batch).float()
         params = expand_to_tasks(self.init_params(), batch.num_tasks)
         return self.task_features(params, batch, training).float()
 
