@@ -143,18 +143,24 @@ class MetaLearner(torch.nn.Module, ABC):
             text = F.normalize(text.float(), dim=-1)
         return self.model.join_side(text, batch.side)
 
-    def shared_features(self, batch: TaskBatch, normalize_text: bool = False) -> torch.Tensor:
-        """:meth:`task_features` under the shared meta-learned init for every task, for inference.
+    def shared_features(self, batch: TaskBatch, training: bool = False, normalize_text: bool = False) -> torch.Tensor:
+        """:meth:`task_features` under the shared meta-learned init, for learners whose features do
+        not depend on the task (``bayes``, ``protonet``).
 
-        Learners whose features do not depend on the task (``bayes``, ``protonet``) call this when
-        not training: each distinct input of the batch goes through the adapted layers once, however
-        many tasks hold it (users rating the same films), and the result is gathered back [T, N, H + F].
+        At inference each distinct input of the batch goes through the encoder once, however many
+        tasks hold it (users rating the same films), and the result is gathered back [T, N, H + F];
+        in training every task's examples run as they are (dropout differs between them).
         """
+        if training:
+            return self.task_features(expand_to_tasks(self.init_params(), batch.num_tasks), batch, True, normalize_text)
         tasks, examples, length = batch.input_ids.shape
         inverse, first = distinct_rows(batch.input_ids.reshape(tasks * examples, length))
-        prefix = self.model.prefix_of(batch)
-        prefix = prefix.reshape(tasks * examples, length, prefix.shape[-1])[first][None]
+        ids = batch.input_ids.reshape(tasks * examples, length)[first][None]
         mask = batch.attention_mask.reshape(tasks * examples, length)[first][None]
+        if batch.prefix is None:
+            prefix = self.model.frozen_prefix(ids, mask)
+        else:
+            prefix = self.model.prefix_of(batch).reshape(tasks * examples, length, -1)[first][None]
         text = self.model.text_features(expand_to_tasks(self.init_params(), 1), prefix, mask)
         if normalize_text:
             text = F.normalize(text.float(), dim=-1)

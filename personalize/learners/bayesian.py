@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
 from personalize.engine.gaussian import KernelPosterior, gaussian_nll, kernel_posterior, kernel_predictive
-from personalize.engine.inner_loop import expand_to_tasks, task_accuracy
+from personalize.engine.inner_loop import task_accuracy
 from personalize.errors import require
 from personalize.learners.base import LearnerConfig, MetaLearner, Prediction, TaskState
 
@@ -77,10 +77,7 @@ class BayesianHead(MetaLearner):
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(self.config.initial_scale)))
 
     def embed(self, batch: TaskBatch, training: bool = False) -> torch.Tensor:
-        if not training:  # the features are the same for every task: each distinct input once
-            return self.shared_features(batch, normalize_text=True).float()
-        params = expand_to_tasks(self.init_params(), batch.num_tasks)
-        return self.task_features(params, batch, training, normalize_text=True).float()
+        return self.shared_features(batch, training, normalize_text=True).float()
 
     def targets(self, batch: TaskBatch) -> torch.Tensor:
         """Regression targets [T, N, outputs]: the score, or the one-hot class."""

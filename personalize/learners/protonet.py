@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
-from personalize.engine.inner_loop import expand_to_tasks, task_accuracy
+from personalize.engine.inner_loop import task_accuracy
 from personalize.errors import EpisodeError, require
 from personalize.learners.base import LearnerConfig, MetaLearner, Prediction, TaskState
 
@@ -76,10 +76,7 @@ class ProtoNet(MetaLearner):
     # --- embedding and similarity ----------------------------------------------------------------
 
     def embed(self, batch: TaskBatch, training: bool = False) -> torch.Tensor:
-        if not training:  # the features are the same for every task: each distinct input once
-            return self.shared_features(batch).float()
-        params = expand_to_tasks(self.init_params(), batch.num_tasks)
-        return self.task_features(params, batch, training).float()
+        return self.shared_features(batch, training).float()
 
     def similarity(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Scaled similarity [T, M, K] of queries [T, M, H] to keys [T, K, H]."""

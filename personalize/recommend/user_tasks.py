@@ -118,8 +118,8 @@ class UserItems:
         frame = as_polars(ratings)
         require_columns(frame, list(columns), what="rating")
         require(len(texts) == len(item_ids), f"{len(item_ids)} item ids but {len(texts)} texts")
-        items = cls(list(item_ids), list(texts), torch.zeros(len(item_ids), 0), np.zeros(len(item_ids)), (0.0, 0.0))
-        positions = items.positions(frame[item_column].to_list())
+        positions = _positions({item: position for position, item in enumerate(item_ids)},
+                               frame[item_column].to_list())
         values = frame[rating_column].to_numpy().astype(np.float64)
         require(len(values) > 0 and bool(np.isfinite(values).all()), "ratings must be finite and not empty",
                 SchemaError)
@@ -138,9 +138,13 @@ class UserItems:
 
     def positions(self, items: Sequence[Hashable]) -> np.ndarray:
         """Positions of item ids; SchemaError naming the unknown ones."""
-        missing = [item for item in items if item not in self.index]
-        require(not missing, f"{len(missing)} item id(s) have no text or vector, e.g. {missing[:5]}", SchemaError)
-        return np.array([self.index[item] for item in items], dtype=np.int64)
+        return _positions(self.index, items)
+
+
+def _positions(index: dict[Hashable, int], items: Sequence[Hashable]) -> np.ndarray:
+    missing = [item for item in items if item not in index]
+    require(not missing, f"{len(missing)} item id(s) have no text or vector, e.g. {missing[:5]}", SchemaError)
+    return np.array([index[item] for item in items], dtype=np.int64)
 
 
 def user_learner(name: str, encoder: Encoder, items: UserItems, *, adapter: AdapterConfig | None = None,
