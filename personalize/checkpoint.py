@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,18 @@ def save_learner(learner: MetaLearner, path: str | Path, record: dict[str, Any] 
         "encoder": encoder_record(learner.encoder),
         "record": record if record is not None else getattr(learner, "record", {}),
     }
+    return _write_learner(document, learner.state_dict(), path, overwrite)
+
+
+def save_saved_learner(saved: SavedLearner, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a checkpoint read by :func:`read_learner` to ``path`` again, unchanged (as :func:`save_learner`)."""
+    document = {name: value for name, value in saved.document.items() if name != "checksums"}
+    return _write_learner(document, saved.tensors, Path(path), overwrite)
+
+
+def _write_learner(document: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path, overwrite: bool) -> Path:
     with staged_folder(path, KIND, overwrite=overwrite) as staging:
-        document["checksums"] = {TENSORS_FILE: save_checked_tensors(staging, TENSORS_FILE, learner.state_dict())}
+        document["checksums"] = {TENSORS_FILE: save_checked_tensors(staging, TENSORS_FILE, tensors)}
         (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -107,18 +118,38 @@ def read_learner_document(path: str | Path) -> dict[str, Any]:
 
 def load_learner(path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> MetaLearner:
     """Rebuild a saved learner on ``encoder`` (default: the bundled encoder, if that is what it used)."""
+    return build_learner(read_learner(path), encoder, device)
+
+
+@dataclass
+class SavedLearner:
+    """A learner checkpoint read into memory (its JSON and checked tensors), not yet on an encoder."""
+
+    path: Path
+    document: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+
+def read_learner(path: str | Path) -> SavedLearner:
+    """Read and check (format, sha256, finite values) a folder written by :func:`save_learner`."""
     path = Path(path)
     document = read_learner_document(path)
+    tensors = load_checked_tensors(path, TENSORS_FILE, document, what="checkpoint", config_name=CONFIG_FILE)
+    return SavedLearner(path, document, tensors)
+
+
+def build_learner(saved: SavedLearner, encoder: Encoder | None = None, device: str = "auto") -> MetaLearner:
+    """The learner of a :class:`SavedLearner` on ``encoder`` (checked against the one it was trained on)."""
+    document = saved.document
     if encoder is None:  # the bundled encoder, truncating texts as it did in training
         encoder = load_encoder(device=device, max_length=int(document["encoder"].get("max_length", 128)))
-    check_encoder(encoder, document["encoder"], str(path))
+    check_encoder(encoder, document["encoder"], str(saved.path))
     cls = learner_class(document["learner"])
     learner = cls(encoder, cls.config_class.from_dict(document["config"]))
-    tensors = load_checked_tensors(path, TENSORS_FILE, document, what="checkpoint", device=str(encoder.device),
-                                   config_name=CONFIG_FILE)
     expected = learner.state_dict()
+    tensors = saved.tensors
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
-        raise CheckpointError(f"checkpoint {path}: its tensors do not match a {cls.__name__} with its config")
+        raise CheckpointError(f"checkpoint {saved.path}: its tensors do not match a {cls.__name__} with its config")
     learner.load_state_dict(tensors)
     learner.record = document.get("record", {})
     return learner.to(encoder.device)

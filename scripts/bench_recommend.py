@@ -19,7 +19,10 @@ meta-learned model's training step; the test users are scored:
   ``suggest_to_rate`` (both criteria, popularity ignored since the user rated every candidate), by
   chance, or as the 5 most popular; MAE on the query.
 
-Methods: the meta-learned recommender (``Recommender.meta_fit``; "+ user attributes" = meta-fitted
+Methods: the meta-learned recommender (``Recommender.meta_fit`` with the built-in model; "users on the
+engine (bayes)" = ``RecommenderConfig(learner="bayes")``: each user a task of the engine's ``bayes``
+learner, item text through meta-learned LoRA adapters beside the item's ALS vector, meta-trained by
+``pz.meta_fit``; "+ user attributes" = meta-fitted
 with the users frame, so its prior reads age, gender and occupation; "median" = ``predict(...,
 estimate="median")``, the median of its predictive distribution over the 1-5 stars, which is what
 minimises absolute error; the baselines get the same by rounding, "rounded"), the same model with its prior at
@@ -52,8 +55,10 @@ import torch
 
 import personalize as pz
 from personalize import data
+from personalize.provenance import cpu_flags
 from personalize.recommend import Recommender, RecommenderConfig
 from personalize.recommend.baselines import BASELINES, RatingBaseline
+from personalize.recommend.config import EngineUsersConfig
 from personalize.recommend.metrics import full_catalogue_topk, mae, mean_ci, ndcg_at_k, precision_at_k, rmse
 from personalize.recommend.ranking import ranking_scores
 from personalize.tasks import load_suite
@@ -63,6 +68,8 @@ OURS = "meta-learned (ours)"
 OURS_ATTRIBUTES = "meta-learned (ours) + user attributes"
 ATTRIBUTES = ["age", "gender", "occupation"]
 OURS_MEDIAN = "meta-learned (ours), median"
+ENGINE = "users on the engine (bayes)"
+ENGINE_MEDIAN = "users on the engine (bayes), median"
 NO_META = "same model, prior not meta-learned"
 FRESH = "fresh head on frozen text"
 Predict = Callable[[Hashable, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -179,9 +186,10 @@ def elicitation_metrics(ours: RecommenderPredictor, episodes: list, index: dict,
     return {name: float(np.concatenate(values).mean()) for name, values in errors.items()}
 
 
-def item_cold_start(ratings: pl.DataFrame, items: pl.DataFrame, splits, seed: int, config: RecommenderConfig,
-                    encoder) -> dict[str, float]:
-    """MAE on test users' ratings of items never seen in training (10% of items, added by text)."""
+def item_cold_start(ratings: pl.DataFrame, items: pl.DataFrame, splits, seed: int,
+                    configs: dict[str, RecommenderConfig], encoder) -> dict[str, float]:
+    """MAE on test users' ratings of items never seen in training (10% of items, added by text), for
+    a recommender meta-fitted with each of ``configs`` and the baselines."""
     rng = np.random.default_rng(1000 + seed)
     all_ids = items["item_id"].to_list()
     cold = set(rng.choice(all_ids, size=len(all_ids) // 10, replace=False).tolist())
@@ -189,21 +197,24 @@ def item_cold_start(ratings: pl.DataFrame, items: pl.DataFrame, splits, seed: in
     held = set(splits["val"]) | set(splits["test"])
     train = ratings.filter(~pl.col("user_id").is_in(list(held)) & ~is_cold)
     validation = ratings.filter(pl.col("user_id").is_in(list(splits["val"])) & ~is_cold)
-    recommender = Recommender.meta_fit(train, items.filter(~is_cold), config, validation=validation, encoder=encoder)
-    recommender.add_items(items.filter(is_cold))
+    recommenders = {name: Recommender.meta_fit(train, items.filter(~is_cold), config, validation=validation,
+                                               encoder=encoder) for name, config in configs.items()}
+    for recommender in recommenders.values():
+        recommender.add_items(items.filter(is_cold))
     bias = BASELINES["bias"]()
     warm_index = {item: position for position, item in enumerate(items.filter(~is_cold)["item_id"].to_list())}
     bias.fit(train["user_id"].to_numpy(), positions_of(train, warm_index), train["rating"].to_numpy().astype(float),
              len(warm_index))
     test = ratings.filter(pl.col("user_id").is_in(list(splits["test"])))
-    errors: dict[str, list] = {OURS: [], "bias": [], "global mean": []}
+    errors: dict[str, list] = {name: [] for name in [*recommenders, "bias", "global mean"]}
     for _, frame in test.group_by("user_id"):
         support, query = frame.filter(~is_cold), frame.filter(is_cold)
         if query.height == 0 or support.height == 0:
             continue
         truth = query["rating"].to_numpy().astype(float)
-        errors[OURS].append(recommender.adapt(support.select("item_id", "rating")).predict(query["item_id"].to_list())
-                            - truth)
+        for name, recommender in recommenders.items():
+            errors[name].append(recommender.adapt(support.select("item_id", "rating"))
+                                .predict(query["item_id"].to_list()) - truth)
         # The bias baseline knows nothing of a new item: its prediction is global mean + the user's bias.
         support_positions = positions_of(support, warm_index)
         user_bias = bias.predict(support_positions, support["rating"].to_numpy().astype(float), support_positions[:1])
@@ -213,7 +224,8 @@ def item_cold_start(ratings: pl.DataFrame, items: pl.DataFrame, splits, seed: in
     return {name: float(np.abs(np.concatenate(values)).mean()) for name, values in errors.items()}
 
 
-def run_split(seed: int, tables: dict, encoder, config: RecommenderConfig, text_embeddings: np.ndarray) -> dict:
+def run_split(seed: int, tables: dict, encoder, config: RecommenderConfig, engine_config: RecommenderConfig,
+              text_embeddings: np.ndarray) -> dict:
     ratings, items, users = tables["ratings"], tables["items"], tables["users"]
     attributes = {row["user_id"]: {name: row[name] for name in ATTRIBUTES} for row in users.iter_rows(named=True)}
     suite = load_suite("movielens-users")
@@ -230,20 +242,25 @@ def run_split(seed: int, tables: dict, encoder, config: RecommenderConfig, text_
                                            attribute_columns=ATTRIBUTES, encoder=encoder)
     untrained = Recommender.meta_fit(train, items, replace(config, steps=1, learning_rate=1e-9),
                                      validation=validation, encoder=encoder)
-    ours = RecommenderPredictor(recommender, item_ids)
+    started = time.perf_counter()
+    on_engine = Recommender.meta_fit(train, items, engine_config, validation=validation, encoder=encoder)
+    engine_fit_seconds = time.perf_counter() - started
+    ours, engine = RecommenderPredictor(recommender, item_ids), RecommenderPredictor(on_engine, item_ids)
     rating_methods: dict[str, Predict] = {
-        OURS: ours.predict, OURS_ATTRIBUTES: RecommenderPredictor(with_attributes, item_ids, attributes).predict,
+        OURS: ours.predict, ENGINE: engine.predict,
+        OURS_ATTRIBUTES: RecommenderPredictor(with_attributes, item_ids, attributes).predict,
         NO_META: RecommenderPredictor(untrained, item_ids).predict,
         FRESH: ignoring_user(FreshTextHead(text_embeddings, float(train["rating"].mean())).predict)}
     baselines = fit_baselines(train, index, len(item_ids))
     rating_methods |= {name: ignoring_user(baseline.predict) for name, baseline in baselines.items()
                        if name != "popularity"}
-    rating_methods |= {OURS_MEDIAN: ours.predict_median,
+    rating_methods |= {OURS_MEDIAN: ours.predict_median, ENGINE_MEDIAN: engine.predict_median,
                        "bias, rounded": rounded(ignoring_user(baselines["bias"].predict)),
                        "mf (als), rounded": rounded(ignoring_user(baselines["mf (als)"].predict))}
     full = suite.episodes("test", shots=None, split_seed=seed)
     result: dict = {"protocol": {}, "curve": {}, "topk": {}, "fit_seconds": fit_seconds,
-                    "best_step": recommender.record["best_step"],
+                    "engine_fit_seconds": engine_fit_seconds, "best_step": recommender.record["best_step"],
+                    "engine_best_step": on_engine.record["best_step"],
                     "attribute_ridge": with_attributes.record["attributes"]["ridge"]}
     for name, predict in rating_methods.items():
         result["protocol"][name] = query_metrics(predict, full, index)
@@ -251,29 +268,35 @@ def run_split(seed: int, tables: dict, encoder, config: RecommenderConfig, text_
                                                   index)["mae"] for k in SHOTS}
     popularity = recommender.catalogue.popularity
 
-    def ours_ranking(weight: float) -> Predict:
+    def ours_ranking(weight: float, predictor: RecommenderPredictor = ours) -> Predict:
         def rank(who: Hashable, support: np.ndarray, ratings: np.ndarray, targets: np.ndarray) -> np.ndarray:
-            user = ours.user(who, support, ratings)
+            user = predictor.user(who, support, ratings)
             predicted = user.predict([item_ids[p] for p in targets])
             return ranking_scores(predicted, user.pick_scores(targets), weight, recommender.rating_range)
         return rank
 
     ranking_methods = {OURS: ours_ranking(recommender.rating_weight), f"{OURS}, rating alone": ours.predict,
-                       f"{OURS}, pick score alone (PureSVD)": ours_ranking(0.0)}
+                       f"{OURS}, pick score alone (PureSVD)": ours_ranking(0.0),
+                       ENGINE: ours_ranking(on_engine.rating_weight, engine), f"{ENGINE}, rating alone": engine.predict}
     ranking_methods |= {name: ignoring_user(baselines[name].predict)
                         for name in ("mf (als)", "bias", "item mean", "popularity")}
     for name, predict in ranking_methods.items():
         result["topk"][name] = topk_metrics(predict, full, index, len(item_ids))
     result["rating_weight"] = recommender.rating_weight
     result["elicitation"] = elicitation_metrics(ours, full, index, popularity, seed)
+    result["elicitation_engine"] = elicitation_metrics(engine, full, index, popularity, seed)
     test_log = ratings.filter(pl.col("user_id").is_in(list(splits["test"])))
     started = time.perf_counter()
     adapted = recommender.adapt_many(test_log)
     result["adapt_many_ms_per_user"] = 1000 * (time.perf_counter() - started) / len(adapted)
     started = time.perf_counter()
+    on_engine.adapt_many(test_log)
+    result["adapt_many_ms_per_user_engine"] = 1000 * (time.perf_counter() - started) / len(adapted)
+    started = time.perf_counter()
     with_attributes.adapt_many(test_log, users=users)
     result["adapt_many_ms_per_user_with_attributes"] = 1000 * (time.perf_counter() - started) / len(adapted)
-    result["item_cold_start"] = item_cold_start(ratings, items, splits, seed, config, encoder)
+    result["item_cold_start"] = item_cold_start(ratings, items, splits, seed, {OURS: config, ENGINE: engine_config},
+                                                encoder)
     return result
 
 
@@ -314,12 +337,17 @@ def markdown(document: dict) -> str:
               "| method | MAE |", "|---|---:|"]
     lines += [f"| {name} | {cell(value)} |" for name, value in s["item_cold_start"].items()]
     lines += ["\n## Elicitation (MAE on the query after 5 ratings chosen among the user's non-query ratings)\n",
-              "| 5 ratings chosen by | MAE |", "|---|---:|"]
-    lines += [f"| {name} | {cell(value)} |" for name, value in s["elicitation"].items()]
+              f"| 5 ratings chosen by | {OURS} | {ENGINE} |", "|---|---:|---:|"]
+    lines += [f"| {name} | {cell(value)} | {cell(s['elicitation_engine'][name])} |"
+              for name, value in s["elicitation"].items()]
     lines += ["\n## Cost\n", f"- meta-fit: {cell(s['fit_seconds'], 1)} s per split (including embedding the "
               "catalogue's texts); best validation step " + cell(s["best_step"], 0),
+              f"- {ENGINE}, meta-fit through `pz.meta_fit`: {cell(s['engine_fit_seconds'], 1)} s per split "
+              "(including reading the catalogue through the adapted encoder); best validation step "
+              + cell(s["engine_best_step"], 0),
               f"- adapt_many: {cell(s['adapt_many_ms_per_user'], 2)} ms per test user; with user attributes "
-              f"{cell(s['adapt_many_ms_per_user_with_attributes'], 2)} ms",
+              f"{cell(s['adapt_many_ms_per_user_with_attributes'], 2)} ms; {ENGINE} "
+              f"{cell(s['adapt_many_ms_per_user_engine'], 2)} ms (same run, side by side)",
               f"- user attributes: ridge chosen on validation users per split "
               f"{[split['attribute_ridge'] for split in document['per_split']]}",
               f"- ranking: rating weight chosen on validation users {cell(s['rating_weight'], 2)}\n",
@@ -342,8 +370,13 @@ def goal_lines(s: dict, per_split: list[dict]) -> list[str]:
     attributes_mae = s["protocol"][OURS_ATTRIBUTES]["mae"]["mean"]
     lines.append(f"- MAE <= 0.73 on the MeLU protocol: {ours_mae:.3f} (with attributes {attributes_mae:.3f}), "
                  f"{verdict(min(ours_mae, attributes_mae) <= 0.73)}")
+    engine_mae = s["protocol"][ENGINE]["mae"]["mean"]
+    lines.append(f"- MAE <= 0.73 on the MeLU protocol, {ENGINE}: {engine_mae:.3f}, {verdict(engine_mae <= 0.73)}")
+    mean, half = paired(per_split, lambda split: split["protocol"][ENGINE]["mae"],
+                        lambda split: split["protocol"][OURS]["mae"])
+    lines.append(f"- (reading) {ENGINE} ahead of {OURS} in MAE: {mean:+.4f} ± {half:.4f}")
     for shots, margin in ((1, 0.02), (3, 0.02), (5, 0.02), (10, 0.01), (20, 0.01)):
-        for name in (OURS, OURS_ATTRIBUTES):
+        for name in (OURS, OURS_ATTRIBUTES, ENGINE):
             mean, half = paired(per_split, lambda split, name=name, shots=shots: split["curve"][name][shots],
                                 lambda split, shots=shots: split["curve"]["mf (als)"][shots])
             lines.append(f"- K = {shots}: {name} ahead of ALS with fold-in by >= {margin}: {mean:+.4f} ± {half:.4f}, "
@@ -354,14 +387,19 @@ def goal_lines(s: dict, per_split: list[dict]) -> list[str]:
                  f"{verdict(mean >= 0.02)}")
     lines.append("- full-catalogue NDCG@10 >= 1.1x EASE: not measured (EASE and item-kNN are not in this "
                  "benchmark yet)")
-    cold = s["item_cold_start"][OURS]["mean"]
-    lines.append(f"- new items added by text: MAE <= 0.80: {cold:.3f}, {verdict(cold <= 0.80)}")
-    mean, half = paired(per_split, lambda split: split["elicitation"]["suggest_to_rate (variance)"],
-                        lambda split: split["elicitation"]["random"])
-    lines.append(f"- five elicited ratings beat five random ones by >= 0.01 MAE: {mean:+.4f} ± {half:.4f}, "
-                 f"{verdict(mean >= 0.01)}")
+    for name in (OURS, ENGINE):
+        cold = s["item_cold_start"][name]["mean"]
+        lines.append(f"- new items added by text, {name}: MAE <= 0.80: {cold:.3f}, {verdict(cold <= 0.80)}")
+    for name, key in ((OURS, "elicitation"), (ENGINE, "elicitation_engine")):
+        mean, half = paired(per_split, lambda split, key=key: split[key]["suggest_to_rate (variance)"],
+                            lambda split, key=key: split[key]["random"])
+        lines.append(f"- five elicited ratings beat five random ones by >= 0.01 MAE, {name}: {mean:+.4f} ± "
+                     f"{half:.4f}, {verdict(mean >= 0.01)}")
     ratio = s["adapt_many_ms_per_user_with_attributes"]["mean"] / s["adapt_many_ms_per_user"]["mean"]
     lines.append(f"- adapt_many with the attribute model costs at most 2x the plain model per user: {ratio:.2f}x, "
+                 f"{verdict(ratio <= 2.0)}")
+    ratio = s["adapt_many_ms_per_user_engine"]["mean"] / s["adapt_many_ms_per_user"]["mean"]
+    lines.append(f"- adapt_many with {ENGINE} costs at most 2x the built-in model per user: {ratio:.2f}x, "
                  f"{verdict(ratio <= 2.0)}")
     return lines
 
@@ -375,7 +413,7 @@ def plot(s: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name, curve in s["curve"].items():
         means = [curve[k]["mean"] for k in SHOTS]
-        axis.plot(SHOTS, means, marker="o", linewidth=2.5 if name in (OURS, OURS_MEDIAN) else 1.2, label=name)
+        axis.plot(SHOTS, means, marker="o", linewidth=2.5 if name in (OURS, ENGINE) else 1.2, label=name)
     axis.set_xscale("symlog", linthresh=1.0)
     axis.set_xticks(SHOTS, [str(k) for k in SHOTS])
     axis.set_xlabel("support ratings per test user (K)")
@@ -391,6 +429,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--splits", default="0,1,2,3,4", help="comma-separated user-split seeds")
     parser.add_argument("--steps", type=int, default=RecommenderConfig().steps, help="meta-training steps")
+    parser.add_argument("--engine-steps", type=int, default=EngineUsersConfig().steps,
+                        help="meta-training steps of the users-on-the-engine recommender")
     parser.add_argument("--out-dir", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -398,17 +438,21 @@ def main(argv: list[str] | None = None) -> None:
     encoder = pz.load_encoder(max_length=32)
     text_embeddings = encoder.embed(tables["items"]["text"].to_list(), normalize=True, batch_size=128).numpy()
     config = RecommenderConfig(steps=args.steps)
+    engine_config = RecommenderConfig(learner="bayes", engine=EngineUsersConfig(steps=args.engine_steps))
     per_split = []
     for seed in [int(value) for value in args.splits.split(",")]:
         started = time.perf_counter()
-        per_split.append(run_split(seed, tables, encoder, config, text_embeddings))
+        per_split.append(run_split(seed, tables, encoder, config, engine_config, text_embeddings))
         print(f"split {seed}: {time.perf_counter() - started:.0f} s, MAE ours "
-              f"{per_split[-1]['protocol'][OURS]['mae']:.4f}, bias {per_split[-1]['protocol']['bias']['mae']:.4f}, "
+              f"{per_split[-1]['protocol'][OURS]['mae']:.4f}, engine {per_split[-1]['protocol'][ENGINE]['mae']:.4f}, "
+              f"bias {per_split[-1]['protocol']['bias']['mae']:.4f}, "
               f"mf {per_split[-1]['protocol']['mf (als)']['mae']:.4f}", flush=True)
     summary = summarise(per_split)
     document = {"command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
-                "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+                "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                           f"CPU flags: {cpu_flags()}",
                 "date": datetime.date.today().isoformat(), "splits": args.splits, "config": config.to_dict(),
+                "engine_config": engine_config.to_dict(),
                 "per_split": per_split, "summary": summary}
     document["goals"] = goal_lines(summary, per_split)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ from personalize.engine.config import HeadConfig
 from personalize.learners import create_learner
 from personalize.meta_fit import MetaFitConfig, meta_fit
 from personalize.recommend import Columns, Recommender, RecommenderConfig
+from personalize.recommend.config import EngineUsersConfig
+from personalize.recommend.selection import select_recommender
 from personalize.recommend.user_tasks import UserItems, predict_users, user_learner
 from personalize.sentiment import SentimentClassifier
 from personalize.tasks.synthetic import synthetic_suite
@@ -116,6 +118,22 @@ def not_json(folder: Path) -> Path:
     return folder
 
 
+def small_log() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """40 users x 20 of 30 items, and the items' texts: enough to meta-fit any recommender for a step."""
+    rng = np.random.default_rng(0)
+    ratings = pl.DataFrame({"user_id": np.repeat(np.arange(40), 20),
+                            "item_id": np.concatenate([rng.choice(30, 20, replace=False) for _ in range(40)]),
+                            "rating": rng.integers(1, 6, 800)})
+    return ratings, pl.DataFrame({"item_id": range(30), "text": [f"film number {i}" for i in range(30)]})
+
+
+def engine_recommender_without_its_learner(ctx: SimpleNamespace) -> None:
+    config = RecommenderConfig(factors=2, learner="bayes", engine=EngineUsersConfig(steps=1, val_every=1))
+    folder = Recommender.meta_fit(*small_log(), config=config, encoder=ctx.encoder).save(ctx.fresh("engine-rec"))
+    shutil.rmtree(folder / "learner")
+    pz.load(folder)
+
+
 def history(items: list, ratings: list) -> pl.DataFrame:
     return pl.DataFrame({"item_id": items, "rating": ratings})
 
@@ -176,6 +194,7 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "load-other-encoder": lambda c: pz.load(c.saved, encoder=tiny_encoder(seed=1)),
     "load-missing-tensors": lambda c: pz.load((lambda f: ((f / "task_state.safetensors").unlink(), f)[1])(
         c.copy_of(c.saved)), encoder=c.encoder),
+    "load-recommender-learner-missing": engine_recommender_without_its_learner,
     "load-recommender-catalogue-mismatch": lambda c: pz.load(edit_json(
         c.copy_of(c.saved_rec) / "recommender.json",
         items={"ids": list(range(29)), "texts": ["x"] * 29, "titles": None, "popularity": [0] * 29})),
@@ -195,6 +214,12 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
                       "rating": np.full(480, 4)}),
         pl.DataFrame({"item_id": range(12), "text": [f"film number {i}" for i in range(12)]}),
         config=RecommenderConfig(factors=4, steps=2, val_every=1), attribute_columns=["age"], encoder=c.encoder),
+    "rec-engine-learner-without-gaussian-head": lambda c: Recommender.meta_fit(
+        *small_log(), config=RecommenderConfig(factors=2, learner="fomaml"), encoder=c.encoder),
+    "rec-checkpoints-without-engine": lambda c: Recommender.meta_fit(
+        *small_log(), config=RecommenderConfig(factors=2, steps=1), encoder=c.encoder, checkpoint_dir=c.fresh("run")),
+    "rec-engine-without-text": lambda c: RecommenderConfig(learner="bayes", use_text=False),
+    "rec-selection-empty": lambda c: select_recommender(*small_log(), {}, encoder=c.encoder),
     "rec-user-tasks-empty-support": lambda c: predict_users(
         user_learner("bayes", c.encoder, UserItems([3], ["a film"], torch.zeros(1, 0), np.zeros(1), (1.0, 5.0))),
         UserItems([3], ["a film"], torch.zeros(1, 0), np.zeros(1), (1.0, 5.0)),

@@ -94,3 +94,33 @@ def test_the_bayes_learner_predicts_what_the_weight_form_predicts_on_its_feature
         mean, variance = weight_predictive(posterior, psi, bias.expand(1, 2), learner.noise_variance.double())
     np.testing.assert_allclose(prediction.outputs.double(), mean, atol=1e-4)
     np.testing.assert_allclose(prediction.variance.double(), variance, atol=1e-4)
+
+
+def test_the_kernel_form_seen_over_the_weights_matches_the_weight_form() -> None:
+    """SupportPosterior (what a user with fewer ratings than features is adapted as) gives the weight
+    form's mean, covariance and predictive, per task and after selecting one task's real rows."""
+    from personalize.engine.gaussian import SupportPosterior
+
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 4, 6, generator=generator, dtype=torch.float64)
+    targets = torch.randn(2, 4, generator=generator, dtype=torch.float64)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    prior_mean = torch.randn(2, 6, generator=generator, dtype=torch.float64)  # a prior per task
+    prior_variance = torch.rand(6, generator=generator, dtype=torch.float64) + 0.2
+    noise = torch.tensor(0.4, dtype=torch.float64)
+    weights = weight_posterior(*gram_and_moment(features, targets, mask), prior_mean, prior_variance, noise,
+                               jitter=0.0)
+    residuals = targets - (features * prior_mean[:, None]).sum(-1)
+    support = SupportPosterior(kernel_posterior(features, residuals, mask, prior_variance, noise), prior_mean,
+                               prior_variance)
+    torch.testing.assert_close(support.mean, weights.mean)
+    torch.testing.assert_close(support.covariance, weights.covariance)
+    query, base = torch.randn(5, 6, generator=generator, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    for got, expected in zip(support.predictive(query, base, noise), weights.predictive(query, base, noise)):
+        torch.testing.assert_close(got, expected)
+    second = support.select(1, rows=2)
+    assert second.kernel.features.shape == (1, 2, 6)
+    torch.testing.assert_close(second.mean, weights.mean[1:2])
+    torch.testing.assert_close(second.covariance, weights.covariance[1:2])
+    torch.testing.assert_close(second.predictive(query, base, noise)[1],
+                               weights.select(1).predictive(query, base, noise)[1])

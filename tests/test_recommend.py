@@ -461,7 +461,7 @@ def test_broken_or_incomplete_folders_raise_checkpoint_errors(saved, tmp_path) -
     document = json.loads((saved / "recommender.json").read_text())
     (broken / "recommender.json").write_text(json.dumps({**document, "format_version": 99}))
     with pytest.raises(CheckpointError,
-                       match=r"recommender v1 or v2 or v3 file \(found format .personalize-recommender. v99"):
+                       match=r"recommender v1 or v2 or v3 or v4 file \(found format .personalize-recommender. v99"):
         pz.load(broken)
     (broken / "recommender.json").unlink()
     with pytest.raises(CheckpointError, match="not saved by personalize"):

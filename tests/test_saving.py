@@ -330,7 +330,7 @@ def test_every_shipped_model_carries_checksums_that_match() -> None:
     assert len(documents) >= 7
     for config_file in documents:
         document = json.loads(config_file.read_text())
-        assert document["format_version"] == 2, config_file
+        assert document["format_version"] >= 2, config_file  # checksums since format 2
         for name in document["checksums"]:
             files.load_checked_tensors(config_file.parent, name, document, what="shipped model",
                                        config_name=config_file.name)

@@ -87,8 +87,12 @@ def test_user_episodes_sample_only_users_with_enough_ratings(items) -> None:
     episodes = UserEpisodes(pool, pool, query_size=5, shots=(3,))
     drawn = {episodes.sample("train", shots=5, rng=seed).user for seed in range(40)}
     assert 1000 not in drawn and len(drawn) > 3
-    with pytest.raises(EpisodeError, match="no train user has 35 ratings"):
-        episodes.sample("train", shots=30, rng=0)
+    # no user has 30 + 5 ratings: the support is whatever a user has beyond the query (never the short user)
+    capped = [episodes.sample("train", shots=30, rng=seed) for seed in range(20)]
+    assert all(e.user != 1000 and len(e.support_rows) == 12 - 5 and len(e.query_rows) == 5 for e in capped)
+    only_short = UserEpisodes(InteractionPool(short), InteractionPool(short), query_size=5, shots=(3,))
+    with pytest.raises(EpisodeError, match="no train user has more than 5 ratings"):
+        only_short.sample("train", shots=1, rng=0)
     with pytest.raises(ConfigError, match="splits 'train' and 'val'"):
         episodes.episodes("test", shots=3)
 

@@ -4,9 +4,12 @@ A codec knows one model type: its *model id* (a fingerprint of everything the us
 is never read with another model) and how to turn adapted users into :class:`StateGroup` rows and
 back. Only what differs per user is stored, never a copy of the shared model:
 
-- a :class:`~personalize.recommend.Recommender` user: the posterior mean and the packed upper
-  triangle of its covariance, plus the items the user rated and the ratings (``recommend`` excludes
-  them and reads them for the pick score);
+- a :class:`~personalize.recommend.Recommender` user: the posterior mean and, for feature rows of
+  at most :data:`COVARIANCE_MAX_FEATURES` numbers, the packed upper triangle of its covariance, plus
+  the items the user rated and the ratings (``recommend`` excludes them and reads them for the pick
+  score). Wider rows (a recommender on an engine learner: the adapted text features and the item
+  vector) would cost D²/2 numbers per user; their covariance is solved again from the stored
+  ratings when the user is read, which gives the same posterior;
 - a :class:`~personalize.sentiment.SentimentClassifier` task: the adapted task state (weights,
   prototypes...) and, as JSON meta, the task's classes and which of the classifier's learners
   adapted it.
@@ -28,6 +31,8 @@ import torch
 from personalize.bank.store import StateGroup
 from personalize.errors import BankError, require
 
+COVARIANCE_MAX_FEATURES = 64
+"""Recommender users whose feature rows are wider keep no covariance in the bank (see above)."""
 Encoded = list[tuple[StateGroup, list[int]]]
 """Groups of rows, each with the positions (in the caller's list) of the users it holds."""
 
@@ -49,7 +54,9 @@ class RecommenderStates:
     def __init__(self, recommender: Any) -> None:
         self.model = recommender
         size = recommender.tables.features.shape[1]
-        self._upper = torch.triu_indices(size, size)
+        self.stores_covariance = size <= COVARIANCE_MAX_FEATURES
+        """Whether each user's covariance is stored (else solved again from their ratings when read)."""
+        self._upper = torch.triu_indices(size, size) if self.stores_covariance else None
 
     def model_id(self) -> str:
         rec = self.model
@@ -58,11 +65,16 @@ class RecommenderStates:
                     "attributes": rec.attributes.to_dict() if rec.attributes is not None else None}
         return _fingerprint(document, rec.tables.to_dict())
 
-    def encode(self, mean: torch.Tensor, covariance: torch.Tensor, items: Sequence[np.ndarray],
+    def encode(self, mean: torch.Tensor, covariance: torch.Tensor | None, items: Sequence[np.ndarray],
                ratings: Sequence[np.ndarray]) -> Encoded:
-        """Users' posteriors (mean [U, D], covariance [U, D, D]) and histories as one group."""
-        packed = covariance[:, self._upper[0], self._upper[1]]
-        group = StateGroup(fixed={"mean": mean.float(), "covariance": packed.float()},
+        """Users' posteriors (mean [U, D], covariance [U, D, D], needed only when
+        :attr:`stores_covariance`) and histories as one group."""
+        fixed = {"mean": mean.float()}
+        if self._upper is not None:
+            require(covariance is not None, "this recommender's bank stores covariances: pass them", BankError)
+            assert covariance is not None
+            fixed["covariance"] = covariance[:, self._upper[0], self._upper[1]].float()
+        group = StateGroup(fixed=fixed,
                            ragged={"seen": [torch.as_tensor(np.asarray(row, dtype=np.int32)) for row in items],
                                    "ratings": [torch.as_tensor(np.asarray(row, dtype=np.float32)) for row in ratings]})
         return [(group, list(range(len(items))))]
@@ -72,13 +84,18 @@ class RecommenderStates:
         from personalize.engine.gaussian import WeightPosterior
         from personalize.recommend.user_model import UserModel
 
-        size = len(fixed["mean"])
-        covariance = torch.zeros(size, size)
-        covariance[self._upper[0], self._upper[1]] = fixed["covariance"]
-        covariance = covariance + covariance.triu(1).T
-        posterior = WeightPosterior(mean=fixed["mean"][None].clone(), covariance=covariance[None])
-        return UserModel(self.model, posterior, ragged["seen"].numpy().astype(np.int64), user,
-                         ragged["ratings"].numpy().astype(np.float64))
+        seen, ratings = ragged["seen"].numpy().astype(np.int64), ragged["ratings"].numpy().astype(np.float64)
+        if self._upper is None:  # wide rows: the covariance again from the stored ratings
+            require("covariance" not in fixed, "the bank holds covariances this recommender does not store", BankError)
+            covariance = self.model._adapt_padded([seen], [ratings.astype(np.float32)], [user])[0].posterior.covariance
+        else:
+            require("covariance" in fixed, "the bank holds no covariance for this recommender", BankError)
+            size = len(fixed["mean"])
+            covariance = torch.zeros(size, size)
+            covariance[self._upper[0], self._upper[1]] = fixed["covariance"]
+            covariance = (covariance + covariance.triu(1).T)[None]
+        posterior = WeightPosterior(mean=fixed["mean"][None].clone(), covariance=covariance)
+        return UserModel(self.model, posterior, seen, user, ratings)
 
 
 class ClassifierStates:

@@ -17,8 +17,8 @@ over the synthetic catalogue (``model/``), so ``adapt-users DIR/ratings --model 
 >>> import personalize as pz
 >>> rec = pz.load("movielens")
 >>> model = synthetic_recommender(rec, items=2000, seed=0)
->>> len(model.catalogue), model.tables.features.shape[1]
-(2000, 11)
+>>> len(model.catalogue), model.tables.features.shape[1] == rec.tables.features.shape[1]
+(2000, True)
 >>> log = synthetic_ratings(model, users=range(100), ratings_per_user=20, seed=0)
 >>> sorted(log.columns), log["user_id"].n_unique(), 10 < log.height / 100 < 30
 (['item_id', 'rating', 'user_id'], 100, True)
@@ -64,8 +64,9 @@ def synthetic_recommender(recommender: Any, *, items: int | None = None, seed: i
         spread = values.std(dim=0, keepdim=True) if values.dim() > 1 else values.std()
         noise = torch.as_tensor(rng.normal(size=(len(copies), *values.shape[1:])), dtype=torch.float32)
         new = values[copies] + 0.1 * spread * noise
-        if values.dim() > 1 and new.shape[1] and torch.all(values[:, 0] == 1):
-            new[:, 0] = 1.0  # the constant feature (the user's bias) stays 1
+        if values.dim() > 1 and new.shape[1]:
+            constant = torch.all(values == 1, dim=0)
+            new[:, constant] = 1.0  # the constant feature (the user's bias) stays 1
         return torch.cat([values, new])
 
     ids = list(recommender.catalogue.ids[:min(items, own)]) + [f"synthetic-{i}" for i in range(max(0, items - own))]
@@ -85,7 +86,8 @@ def synthetic_recommender(recommender: Any, *, items: int | None = None, seed: i
     return Recommender(config=recommender.config, columns=recommender.columns, catalogue=catalogue, tables=new_tables,
                        rating_range=recommender.rating_range, encoder_record=copy.deepcopy(recommender.encoder_record),
                        record=record, rating_weight=recommender.rating_weight,
-                       rating_levels=recommender.rating_levels, attributes=recommender.attributes)
+                       rating_levels=recommender.rating_levels, attributes=recommender.attributes,
+                       learner=recommender._learner)
 
 
 def _zipf_popularity(items: int, rng: np.random.Generator) -> np.ndarray:

@@ -48,6 +48,29 @@ class WeightPosterior:
     mean: torch.Tensor
     covariance: torch.Tensor | None
 
+    def predictive(self, features: torch.Tensor, base: torch.Tensor, noise_variance: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`weight_predictive` of this posterior."""
+        return weight_predictive(self, features, base, noise_variance)
+
+    def select(self, task: int, rows: int | None = None) -> WeightPosterior:
+        """Task ``task`` alone (a leading task dimension of 1; ``rows`` is for the kernel form's signature)."""
+        covariance = None if self.covariance is None else self.covariance[task : task + 1]
+        return WeightPosterior(self.mean[task : task + 1], covariance)
+
+
+@dataclass(frozen=True)
+class GaussianHead:
+    """A learner's per-task model when it is Bayesian linear regression over shared features:
+    targets ``bias + x·w + noise`` with ``w ~ N(prior_mean, diag(prior_variance))`` and noise
+    ``N(0, noise_variance)`` (see :meth:`personalize.learners.MetaLearner.gaussian_head`). Whoever
+    holds the features of every input can then adapt a task in either form above, without the learner."""
+
+    prior_mean: torch.Tensor      # [D]
+    prior_variance: torch.Tensor  # [D]
+    bias: torch.Tensor            # scalar
+    noise_variance: torch.Tensor  # scalar
+
 
 class KernelPosterior(NamedTuple):
     """Per-task posterior in kernel form: the support rows [T, N, D] (padding zeroed), ``α`` [T, N, O]
@@ -157,6 +180,52 @@ def kernel_posterior(features: torch.Tensor, residuals: torch.Tensor, mask: torc
     kernel = kernel + noise_variance * torch.eye(kernel.shape[-1], dtype=kernel.dtype, device=kernel.device)
     cholesky = torch.linalg.cholesky(kernel)
     return KernelPosterior(features, torch.cholesky_solve(residuals * keep, cholesky), cholesky)
+
+
+class SupportPosterior:
+    """A kernel-form posterior seen as a posterior over the weights: what a task with fewer rows than
+    features costs least as (memory and time grow with its N rows, not with D²).
+
+    ``mean`` [T, D] is ``m + S Φᵀ α``; ``covariance`` [T, D, D], ``S - (L⁻¹ Φ S)ᵀ (L⁻¹ Φ S)``, is only
+    formed when first read; :meth:`predictive` never forms it. Same numbers as the weight form
+    (up to its :data:`JITTER`).
+    """
+
+    def __init__(self, kernel: KernelPosterior, prior_mean: torch.Tensor, prior_variance: torch.Tensor) -> None:
+        self.kernel, self.prior_variance = kernel, prior_variance
+        spread = (kernel.features * prior_variance).transpose(1, 2) @ kernel.alpha          # [T, D, 1]
+        self.mean = prior_mean + spread.squeeze(-1)
+        self._covariance: torch.Tensor | None = None
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        if self._covariance is None:
+            explained = torch.linalg.solve_triangular(self.kernel.cholesky, self.kernel.features * self.prior_variance,
+                                                      upper=False)                           # [T, N, D]
+            self._covariance = torch.diag_embed(self.prior_variance).expand(len(self.mean), -1, -1) \
+                - explained.transpose(1, 2) @ explained
+        return self._covariance
+
+    def predictive(self, features: torch.Tensor, base: torch.Tensor, noise_variance: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :func:`weight_predictive` (features [T, M, D] or [M, D] shared by every task)."""
+        if features.dim() == 2:
+            features = features.expand(len(self.mean), -1, -1)
+        mean = base + torch.einsum("tmd,td->tm", features, self.mean)
+        _, variance = kernel_predictive(self.kernel, features, self.prior_variance)
+        return mean, noise_variance + variance
+
+    def select(self, task: int, rows: int | None = None) -> SupportPosterior:
+        """Task ``task`` alone, keeping its first ``rows`` support rows (the real ones; padding after)."""
+        keep = slice(0, rows)  # copies, so that one task does not hold the whole batch's padded rows
+        kernel = KernelPosterior(self.kernel.features[task : task + 1, keep].clone(),
+                                 self.kernel.alpha[task : task + 1, keep].clone(),
+                                 self.kernel.cholesky[task : task + 1, keep, keep].clone())
+        chosen = SupportPosterior.__new__(SupportPosterior)
+        chosen.kernel, chosen.prior_variance = kernel, self.prior_variance
+        chosen.mean = self.mean[task : task + 1].clone()
+        chosen._covariance = None if self._covariance is None else self._covariance[task : task + 1].clone()
+        return chosen
 
 
 def kernel_predictive(posterior: KernelPosterior, features: torch.Tensor, prior_variance: torch.Tensor

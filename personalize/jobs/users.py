@@ -33,7 +33,7 @@ import torch
 
 from personalize.bank.codecs import RecommenderStates
 from personalize.bank.store import StateBank
-from personalize.engine.gaussian import grouped_gram_and_moment, weight_posterior
+from personalize.engine.gaussian import WeightPosterior, grouped_gram_and_moment, weight_posterior
 from personalize.errors import ConfigError, require
 from personalize.jobs.engines import make_engine
 from personalize.jobs.reading import scan_log
@@ -52,6 +52,9 @@ from personalize.recommend.top_n import top_items
 
 logger = get_logger(__name__)
 
+SOLVE_NUMBERS = 2**25
+"""Most numbers (users x D x D) of one batched posterior solve: the whole chunk for the built-in model's
+11 features, a few hundred users at a time for an engine recommender's ~400."""
 SKIP_INVALID = "a rating that is null or not a finite number"
 SKIP_DUPLICATE = "the same item rated twice"
 SKIP_NO_ITEMS = "no item the model knows"
@@ -106,6 +109,27 @@ class UserChunks:
         return Prepared(ids=good.to_list(), hashes=input_hashes(positions, ratings, starts), counts=counts,
                         payload=(positions, ratings, starts), skipped=skipped)
 
+    def _posteriors(self, items: torch.Tensor, values: torch.Tensor, bounds: np.ndarray) -> WeightPosterior:
+        """Every kept user's posterior (rows ``bounds[u]:bounds[u + 1]`` are user u's), solved for
+        blocks of users whose D x D systems stay within :data:`SOLVE_NUMBERS` numbers; the covariance
+        only when the bank stores it."""
+        tables = self.recommender.tables
+        size = tables.features.shape[1]
+        block = max(1, SOLVE_NUMBERS // (size * size))
+        means, covariances = [], []
+        with torch.no_grad():
+            for start in range(0, len(bounds) - 1, block):
+                stop = min(start + block, len(bounds) - 1)
+                rows = slice(int(bounds[start]), int(bounds[stop]))
+                owners = torch.as_tensor(np.repeat(np.arange(stop - start), np.diff(bounds[start:stop + 1])))
+                moments = grouped_gram_and_moment(tables.features[items[rows]],
+                                                  values[rows] - tables.base[items[rows]], owners, stop - start)
+                part = weight_posterior(*moments, tables.prior_mean, tables.prior_variance, tables.noise_variance,
+                                        covariance=self.codec.stores_covariance)
+                means.append(part.mean)
+                covariances.append(part.covariance)
+        return WeightPosterior(torch.cat(means), torch.cat(covariances) if self.codec.stores_covariance else None)
+
     def adapt(self, prepared: Prepared, keep: np.ndarray) -> Adapted:
         import polars as pl
 
@@ -117,10 +141,8 @@ class UserChunks:
         items = torch.as_tensor(positions[rows])
         values = torch.as_tensor(ratings[rows], dtype=torch.float32)
         tables = self.recommender.tables
-        with torch.no_grad():
-            moments = grouped_gram_and_moment(tables.features[items], values - tables.base[items], users, len(kept))
-            posterior = weight_posterior(*moments, tables.prior_mean, tables.prior_variance, tables.noise_variance)
         bounds = np.concatenate([[0], np.cumsum(lengths)])
+        posterior = self._posteriors(items, values, bounds)
         histories = [items[bounds[i]:bounds[i + 1]].numpy() for i in range(len(kept))]
         scores = [values[bounds[i]:bounds[i + 1]].numpy() for i in range(len(kept))]
         groups = self.codec.encode(posterior.mean, posterior.covariance, histories, scores)

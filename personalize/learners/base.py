@@ -28,6 +28,7 @@ from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
 from personalize.engine.batched_model import BatchedLoRAModel, Params, distinct_rows
 from personalize.engine.config import AdapterConfig, HeadConfig, config_from_dict
+from personalize.engine.gaussian import GaussianHead
 from personalize.engine.inner_loop import expand_to_tasks, task_accuracy, task_losses
 from personalize.errors import ConfigError, require
 
@@ -116,6 +117,21 @@ class MetaLearner(torch.nn.Module, ABC):
     @abstractmethod
     def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
         """Outputs of every adapted task on its inputs (``inputs.targets`` are ignored)."""
+
+    # --- capabilities -----------------------------------------------------------------------------
+
+    def gaussian_head(self) -> GaussianHead | None:
+        """The prior, bias and noise of the per-task model when it is Bayesian linear regression over
+        features that do not depend on the task (:meth:`inference_features`); None for every other
+        learner. With it a caller who has the features of a whole catalogue adapts a task in closed
+        form without running the encoder again (the recommender does)."""
+        return None
+
+    def inference_features(self, batch: TaskBatch) -> torch.Tensor:
+        """The features [T, N, D] that :meth:`gaussian_head`'s model reads, computed as :meth:`adapt`
+        and :meth:`predict` compute them (needs a learner with a Gaussian head)."""
+        raise ConfigError(f"the {self.name!r} learner has no Gaussian head over shared features; "
+                          "use one that has (e.g. 'bayes')")
 
     # --- shared --------------------------------------------------------------------------------------
 

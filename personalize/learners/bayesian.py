@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
-from personalize.engine.gaussian import KernelPosterior, gaussian_nll, kernel_posterior, kernel_predictive
+from personalize.engine.gaussian import GaussianHead, KernelPosterior, gaussian_nll, kernel_posterior, kernel_predictive
 from personalize.engine.inner_loop import task_accuracy
 from personalize.errors import require
 from personalize.learners.base import LearnerConfig, MetaLearner, Prediction, TaskState
@@ -118,6 +118,23 @@ class BayesianHead(MetaLearner):
         scale = self.log_scale.exp()
         return scale * mean / torch.sqrt(1 + math.pi / 8 * scale.pow(2) * variance)[..., None]
 
+    # --- the Gaussian head, for callers that hold every input's features -----------------------------
+
+    def gaussian_head(self) -> GaussianHead | None:
+        """Regression: ``target = b + φ·w + noise``, ``w ~ N(μ0, diag(s²))`` (classification: None)."""
+        if self.kind != "regression":
+            return None
+        with torch.no_grad():
+            return GaussianHead(self.init["head_weight"][0].detach().float().clone(),
+                                self.prior_variance.detach().float().clone(),
+                                self.init["head_bias"][0].detach().float().clone(),
+                                self.noise_variance.detach().float().clone())
+
+    @torch.no_grad()
+    def inference_features(self, batch: TaskBatch) -> torch.Tensor:
+        with self.encoder.autocast(inference=True):
+            return self.embed(batch).float()
+
     # --- the MetaLearner interface ------------------------------------------------------------------
 
     def meta_loss(self, support: TaskBatch, query: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -136,14 +153,11 @@ class BayesianHead(MetaLearner):
 
     @torch.no_grad()
     def adapt(self, support: TaskBatch) -> TaskState:
-        with self.encoder.autocast(inference=True):
-            features = self.embed(support)
-        return self.posterior(features, support)
+        return self.posterior(self.inference_features(support), support)
 
     @torch.no_grad()
     def predict(self, state: TaskState, inputs: TaskBatch) -> Prediction:
-        with self.encoder.autocast(inference=True):
-            features = self.embed(inputs)
+        features = self.inference_features(inputs)
         mean, variance = self.posterior_predictive(state, features)
         if self.kind == "regression":
             variance = variance + self.noise_variance

@@ -19,24 +19,26 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from personalize.checkpoint import SavedLearner, build_learner, read_learner
 from personalize.encoder import Encoder
-from personalize.engine.gaussian import WeightPosterior, gram_and_moment, weight_posterior
 from personalize.errors import CheckpointError, ConfigError, SchemaError, require
 from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
+from personalize.learners import MetaLearner
 from personalize.recommend.attributes import AttributeTable, UserAttributes
 from personalize.recommend.catalogue import Catalogue, UnknownItems
 from personalize.recommend.config import RecommenderConfig
 from personalize.recommend.elicitation import information_gain, variance_reduction
+from personalize.recommend.engine_users import meta_fit_tables, text_item_rows
 from personalize.recommend.inputs import Columns, checked_items, checked_ratings
 from personalize.recommend.model import RatingModel
 from personalize.recommend.ranking import implicit_item_vectors, tune_rating_weight
+from personalize.recommend.tables import ItemTables
 from personalize.recommend.training import fit_user_attributes, held_out_episodes, pad_ratings, train_rating_model
 from personalize.recommend.user_model import UserModel
 from personalize.tasks.interactions import InteractionPool
@@ -46,48 +48,26 @@ if TYPE_CHECKING:
     import polars as pl
 
 FORMAT = "personalize-recommender"
-FORMAT_VERSION = 3
-"""3: user attributes (``attributes`` in the JSON, ``attribute_weights`` in the tables); 2: the JSON
-records the sha256 of the tables; 1 and 2 still load (as recommenders without attributes)."""
+FORMAT_VERSION = 4
+"""4: an engine learner (``config.learner``, its checkpoint in ``learner/``); 3: user attributes
+(``attributes`` in the JSON, ``attribute_weights`` in the tables); 2: the JSON records the sha256 of
+the tables; 1 to 3 still load (1 and 2 as recommenders without attributes)."""
 CONFIG_FILE = "recommender.json"
 TENSORS_FILE = "tables.safetensors"
-KIND = SavedKind("saved recommender", CONFIG_FILE, frozenset({CONFIG_FILE, TENSORS_FILE}), FORMAT)
+LEARNER_FOLDER = "learner"
+"""Format 4, engine recommenders only: the learner checkpoint (:func:`personalize.checkpoint.save_learner`)."""
+KIND = SavedKind("saved recommender", CONFIG_FILE, frozenset({CONFIG_FILE, TENSORS_FILE, LEARNER_FOLDER}), FORMAT)
 ADAPT_CHUNK = 512  # users per batched posterior solve in adapt_many
 
 
-@dataclass
-class ItemTables:
-    """Everything inference needs, as tensors: item features and base scores, how text maps to
-    them (for new items), the user prior and the rating noise."""
-
-    features: torch.Tensor          # [M, D]
-    base: torch.Tensor              # [M]
-    text_weights: torch.Tensor      # [H, D]: text embedding -> (item bias, item vector)
-    global_mean: torch.Tensor       # scalar
-    prior_mean: torch.Tensor        # [D]
-    prior_variance: torch.Tensor    # [D]
-    noise_variance: torch.Tensor    # scalar
-    implicit: torch.Tensor          # [M, k]: PureSVD vectors of who rated what (zero for added items)
-    implicit_default: torch.Tensor  # [k]: the pick profile of a user with no rating (popularity)
-    attribute_weights: torch.Tensor  # [D, A]: user attribute vector -> shift of the prior mean (A = 0: none)
-
-    @classmethod
-    def from_model(cls, model: RatingModel, implicit: torch.Tensor, implicit_default: torch.Tensor) -> ItemTables:
-        features, base = model.catalogue_tables()
-        with torch.no_grad():
-            return cls(features, base, model.text_weights.clone(),
-                       model.global_mean.detach().clone(), model.prior_mean.detach().clone(),
-                       model.prior_variance.detach().clone(), model.noise_variance.detach().clone(),
-                       implicit, implicit_default, model.attribute_weights.detach().clone())
-
-    def prior_mean_of(self, attributes: torch.Tensor | None) -> torch.Tensor:
-        """The prior mean of every user [D], or [U, D] from attribute vectors [U, A]."""
-        if attributes is None:
-            return self.prior_mean
-        return self.prior_mean + attributes @ self.attribute_weights.T
-
-    def to_dict(self) -> dict[str, torch.Tensor]:
-        return {name: value.contiguous() for name, value in vars(self).items()}
+def _tables_of(model: RatingModel, implicit: torch.Tensor, implicit_default: torch.Tensor) -> ItemTables:
+    """The inference tables of a meta-trained rating model."""
+    features, base = model.catalogue_tables()
+    with torch.no_grad():
+        return ItemTables(features, base, model.text_weights.clone(), model.global_mean.detach().clone(),
+                          model.prior_mean.detach().clone(), model.prior_variance.detach().clone(),
+                          model.noise_variance.detach().clone(), implicit, implicit_default,
+                          model.attribute_weights.detach().clone())
 
 
 class Recommender:
@@ -100,8 +80,12 @@ class Recommender:
     def __init__(self, *, config: RecommenderConfig, columns: Columns, catalogue: Catalogue, tables: ItemTables,
                  rating_range: tuple[float, float], encoder_record: dict[str, Any], record: dict[str, Any],
                  encoder: Encoder | None = None, rating_weight: float = 1.0,
-                 rating_levels: list[float] | None = None, attributes: UserAttributes | None = None) -> None:
+                 rating_levels: list[float] | None = None, attributes: UserAttributes | None = None,
+                 learner: MetaLearner | SavedLearner | None = None) -> None:
+        require((learner is None) == (config.learner is None),
+                "a Recommender has an engine learner exactly when its config names one", ConfigError)
         self.config = config
+        self._learner = learner
         self.attributes = attributes
         """The user attribute columns the prior reads and how they are encoded (None: the prior is the
         same for every user)."""
@@ -120,8 +104,21 @@ class Recommender:
 
     def __repr__(self) -> str:
         reads = f", attributes {self.attributes.columns}" if self.attributes is not None else ""
-        return (f"Recommender(items={len(self.catalogue)}, factors={self.config.factors}, "
+        model = f"learner={self.config.learner!r}, " if self.config.learner is not None else ""
+        return (f"Recommender({model}items={len(self.catalogue)}, factors={self.config.factors}, "
                 f"ratings {self.rating_range[0]:g}-{self.rating_range[1]:g}{reads})")
+
+    @property
+    def learner(self) -> MetaLearner | None:
+        """The engine learner users are tasks of (None for the built-in matrix-factorisation model).
+
+        Its adapters read the item texts; its Gaussian head's prior and noise are the user prior of
+        the tables, so ``adapt`` gives what the learner's own ``adapt`` gives on the same items. A
+        loaded recommender builds it on first use, on :attr:`encoder`.
+        """
+        if isinstance(self._learner, SavedLearner):
+            self._learner = build_learner(self._learner, self.encoder)
+        return self._learner
 
     # --- building ---------------------------------------------------------------------------------------
 
@@ -129,7 +126,7 @@ class Recommender:
     def meta_fit(cls, ratings: Any, items: Any, config: RecommenderConfig | None = None, *,
                  validation: Any = None, users: Any = None, attribute_columns: list[str] | None = None,
                  encoder: Encoder | None = None, columns: Columns | None = None,
-                 progress: bool = False) -> Recommender:
+                 progress: bool = False, checkpoint_dir: str | Path | None = None) -> Recommender:
         """Meta-learn item features and the user prior from an interaction log.
 
         Args:
@@ -147,6 +144,9 @@ class Recommender:
             encoder: the frozen text encoder (default: the bundled MiniLM).
             progress: show a progress bar over the training steps (each validation's MAE is logged
                 at INFO on the ``personalize`` logger either way).
+            checkpoint_dir: with an engine learner (``config.learner``), the folder where
+                :func:`personalize.meta_fit` keeps its ``last/`` and ``best/`` checkpoints; running the
+                same call again resumes from ``last/``.
         """
         import polars as pl
 
@@ -162,40 +162,39 @@ class Recommender:
                               titles=item_table["title"].to_list() if "title" in item_table.columns else None,
                               popularity=np.zeros(item_table.height, dtype=np.int64))
         if validation is None:
-            ratings, validation = _hold_out_users(ratings, config)
+            ratings, validation = hold_out_users(ratings, config)
         else:
             validation = checked_ratings(validation, columns)
         indexed = [frame.with_columns(pl.Series("item_id", catalogue.indices(frame["item_id"].to_list())))
                    for frame in (ratings, validation)]
         catalogue.popularity = np.bincount(indexed[0]["item_id"].to_numpy(), minlength=len(catalogue))
         encoder = encoder if encoder is not None else load_encoder()
-        embeddings = (encoder.embed(catalogue.texts, batch_size=config.text_batch_size, normalize=True,
-                                    progress=progress)
-                      if config.use_text else torch.zeros(len(catalogue), 1))
-        global_mean = float(ratings["rating"].mean())
         attributes, table = _user_attributes(users, attribute_columns, ratings, validation, config, columns)
-        warm, meta = _split_users(indexed[0], config)
-        model = RatingModel(config, embeddings, global_mean, *_warm_start(warm, len(catalogue), config),
-                            attribute_width=attributes.width if attributes is not None else 0)
-        model.fit_text(torch.as_tensor(np.bincount(warm["item_id"].to_numpy(), minlength=len(catalogue))))
-        record = train_rating_model(model, InteractionPool(meta), InteractionPool(indexed[1]), config, progress)
-        if config.meta_user_share > 0:  # the prior is learned; now give the items every training user's ratings
-            bias, vectors = _warm_start(indexed[0], len(catalogue), config)
-            model.item_bias.copy_(bias)
-            model.item_vectors.copy_(vectors)
-            model.fit_text(torch.as_tensor(catalogue.popularity))
+        learner = None
+        if config.learner is not None:  # users as tasks of an engine learner, through pz.meta_fit
+            learner, model, record = meta_fit_tables(indexed[0], indexed[1], catalogue.texts, encoder, config,
+                                                     progress=progress, checkpoint_dir=checkpoint_dir)
+            model.attribute_weights = torch.zeros(model.features.shape[1], attributes.width if attributes else 0)
+        else:
+            require(checkpoint_dir is None, "checkpoint_dir= needs an engine learner (RecommenderConfig.learner, "
+                                            "e.g. 'bayes'): the built-in model trains without checkpoints", ConfigError)
+            model, record = _fit_rating_model(indexed, catalogue, encoder, config, attributes, progress)
         if table is not None:
             record["attributes"] = fit_user_attributes(model, InteractionPool(indexed[0]), InteractionPool(indexed[1]),
                                                        table, config)
         values = ratings["rating"]
         implicit = implicit_item_vectors(indexed[0]["user_id"].to_numpy(), indexed[0]["item_id"].to_numpy(),
                                          len(catalogue), config.implicit_factors, config.seed)
-        recommender = cls(config=config, columns=columns, catalogue=catalogue,
-                          tables=ItemTables.from_model(model, *implicit),
+        if isinstance(model, RatingModel):
+            tables = _tables_of(model, *implicit)
+        else:
+            tables = model
+            tables.implicit, tables.implicit_default = implicit
+        recommender = cls(config=config, columns=columns, catalogue=catalogue, tables=tables,
                           rating_range=(float(values.min()), float(values.max())),
                           rating_levels=_rating_levels(values.to_numpy()),
                           encoder_record=encoder_record(encoder), record=record, encoder=encoder,
-                          attributes=attributes)
+                          attributes=attributes, learner=learner)
         recommender._tune_ranking(InteractionPool(indexed[1]), table)
         return recommender
 
@@ -302,13 +301,9 @@ class Recommender:
     def _adapt_padded(self, items: list[np.ndarray], values: list[np.ndarray], users: list[Hashable],
                       attributes: torch.Tensor | None = None) -> list[UserModel]:
         index, targets, mask = pad_ratings(items, values)
-        tables = self.tables
         with torch.no_grad():
-            moments = gram_and_moment(tables.features[index], targets - tables.base[index], mask)
-            posterior = weight_posterior(*moments, tables.prior_mean_of(attributes), tables.prior_variance,
-                                         tables.noise_variance)
-        return [UserModel(self, WeightPosterior(posterior.mean[i : i + 1], posterior.covariance[i : i + 1]),
-                          items[i], user,
+            posterior = self.tables.posterior(index, targets, mask, attributes=attributes)
+        return [UserModel(self, posterior.select(i, rows=max(1, len(items[i]))), items[i], user,
                           values[i]) for i, user in enumerate(users)]
 
     def suggest_to_rate(self, history: Any = None, n: int = 5, *, candidates: Any = None,
@@ -385,12 +380,16 @@ class Recommender:
         ids = frame["item_id"].to_list()
         already = [item for item in ids if item in self.catalogue]
         require(not already, f"item id(s) already in the catalogue: {already[:5]}", SchemaError)
-        embeddings = self.encoder.embed(frame["text"].to_list(), batch_size=self.config.text_batch_size, normalize=True)
         tables = self.tables
         with torch.no_grad():
-            predicted = embeddings @ tables.text_weights
-            features = torch.cat([torch.ones(len(ids), 1), predicted[:, 1:]], dim=1)
-            base = tables.global_mean + predicted[:, 0]
+            if self.learner is not None:  # the text through the adapted encoder, its vector regressed from it
+                features, base = text_item_rows(self.learner, tables, frame["text"].to_list())
+            else:
+                embeddings = self.encoder.embed(frame["text"].to_list(), batch_size=self.config.text_batch_size,
+                                                normalize=True)
+                predicted = embeddings @ tables.text_weights
+                features = torch.cat([torch.ones(len(ids), 1), predicted[:, 1:]], dim=1)
+                base = tables.global_mean + predicted[:, 0]
         titles = frame["title"].to_list() if "title" in frame.columns else None
         self.catalogue.extend(ids, frame["text"].to_list(), titles)
         tables.features = torch.cat([tables.features, features])
@@ -416,6 +415,8 @@ class Recommender:
                               "popularity": catalogue.popularity.tolist()}}
         with staged_folder(path, KIND, overwrite=overwrite) as staging:
             document["checksums"] = {TENSORS_FILE: save_checked_tensors(staging, TENSORS_FILE, self.tables.to_dict())}
+            if self._learner is not None:  # the adapters and head that read new items' texts
+                _save_engine_learner(self._learner, staging / LEARNER_FOLDER)
             (staging / CONFIG_FILE).write_text(_json(document), encoding="utf-8")
         return Path(path)
 
@@ -439,13 +440,21 @@ class Recommender:
             tensors.setdefault("attribute_weights", torch.zeros(size, 0))
         attributes = UserAttributes.from_dict(document["attributes"]) if document.get("attributes") else None
         _check_tables(tensors, len(items["ids"]), Path(path) / TENSORS_FILE, attributes)
-        return cls(config=RecommenderConfig.from_dict(document["config"]), columns=Columns(**document["columns"]),
+        config = RecommenderConfig.from_dict(document["config"])
+        learner = None
+        if config.learner is not None:
+            require((Path(path) / LEARNER_FOLDER).is_dir(),
+                    f"{path} is a recommender on the {config.learner!r} learner but has no {LEARNER_FOLDER}/ folder; "
+                    "restore it or save the recommender again", CheckpointError)
+            learner = read_learner(Path(path) / LEARNER_FOLDER)
+            _check_learner_tables(learner, tensors, Path(path))
+        return cls(config=config, columns=Columns(**document["columns"]),
                    catalogue=Catalogue(ids=items["ids"], texts=items["texts"], titles=items["titles"],
                                        popularity=items["popularity"]),
                    tables=ItemTables(**tensors), rating_range=tuple(document["rating_range"]),
                    encoder_record=document["encoder"], record=document["record"], encoder=encoder,
                    rating_weight=float(document["rating_weight"]), rating_levels=document["rating_levels"],
-                   attributes=attributes)
+                   attributes=attributes, learner=learner)
 
 
 def _check_tables(tensors: dict[str, torch.Tensor], items: int, where: Path,
@@ -465,6 +474,25 @@ def _check_tables(tensors: dict[str, torch.Tensor], items: int, where: Path,
             f"{CONFIG_FILE} encodes {width}; restore the folder or save the recommender again", CheckpointError)
 
 
+def _save_engine_learner(learner: MetaLearner | SavedLearner, folder: Path) -> None:
+    """Write the engine learner into the recommender's staging folder (a loaded one as it was read)."""
+    from personalize.checkpoint import save_learner, save_saved_learner
+
+    if isinstance(learner, SavedLearner):
+        save_saved_learner(learner, folder)
+    else:
+        save_learner(learner, folder)
+
+
+def _check_learner_tables(learner: SavedLearner, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a learner folder whose head does not read the tables' feature rows."""
+    head = learner.tensors.get("init.head_weight")
+    width = tensors["features"].shape[1]
+    require(head is not None and head.shape[-1] == width,
+            f"{path / LEARNER_FOLDER} does not hold the head of these tables ({width} features per item); "
+            "restore the folder or save the recommender again", CheckpointError)
+
+
 def _refuse_duplicates(frame: pl.DataFrame, item_column: str, *, user: Hashable = None,
                        user_column: str | None = None) -> None:
     """Refuse a history (or a log, with ``user_column``) that rates an item more than once per user."""
@@ -482,7 +510,7 @@ def _refuse_duplicates(frame: pl.DataFrame, item_column: str, *, user: Hashable 
                       "per item (e.g. the latest)")
 
 
-def _hold_out_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+def hold_out_users(ratings: pl.DataFrame, config: RecommenderConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split ``config.validation_fraction`` of the users with more than ``query_size`` ratings off the log."""
     import polars as pl
 
@@ -526,6 +554,26 @@ def _user_attributes(users: Any, attribute_columns: list[str] | None, ratings: p
     attributes = UserAttributes.fit(training, columns=attribute_columns, min_users=config.attribute_min_users,
                                     bins=config.attribute_bins)
     return attributes, AttributeTable.build(attributes, frame, every)
+
+
+def _fit_rating_model(indexed: list[pl.DataFrame], catalogue: Catalogue, encoder: Encoder, config: RecommenderConfig,
+                      attributes: UserAttributes | None, progress: bool) -> tuple[RatingModel, dict[str, Any]]:
+    """The built-in model: item vectors from a warm start on some training users, the prior
+    meta-trained on the others, then the item vectors refitted on every training user."""
+    embeddings = (encoder.embed(catalogue.texts, batch_size=config.text_batch_size, normalize=True, progress=progress)
+                  if config.use_text else torch.zeros(len(catalogue), 1))
+    global_mean = float(indexed[0]["rating"].mean())
+    warm, meta = _split_users(indexed[0], config)
+    model = RatingModel(config, embeddings, global_mean, *_warm_start(warm, len(catalogue), config),
+                        attribute_width=attributes.width if attributes is not None else 0)
+    model.fit_text(torch.as_tensor(np.bincount(warm["item_id"].to_numpy(), minlength=len(catalogue))))
+    record = train_rating_model(model, InteractionPool(meta), InteractionPool(indexed[1]), config, progress)
+    if config.meta_user_share > 0:  # the prior is learned; now give the items every training user's ratings
+        bias, vectors = _warm_start(indexed[0], len(catalogue), config)
+        model.item_bias.copy_(bias)
+        model.item_vectors.copy_(vectors)
+        model.fit_text(torch.as_tensor(catalogue.popularity))
+    return model, record
 
 
 def _rating_levels(values: np.ndarray, most: int = 20) -> list[float] | None:

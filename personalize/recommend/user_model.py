@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from personalize.engine.gaussian import WeightPosterior, weight_predictive
+from personalize.engine.gaussian import SupportPosterior, WeightPosterior
 from personalize.errors import ConfigError, require
 from personalize.recommend.ranking import pick_scores, ranking_scores
 
@@ -33,8 +33,8 @@ class UserModel:
         ratings: the user's ratings of those items.
     """
 
-    def __init__(self, recommender: Recommender, posterior: WeightPosterior, seen: np.ndarray, user: Hashable = None,
-                 ratings: np.ndarray | None = None) -> None:
+    def __init__(self, recommender: Recommender, posterior: WeightPosterior | SupportPosterior, seen: np.ndarray,
+                 user: Hashable = None, ratings: np.ndarray | None = None) -> None:
         self.recommender = recommender
         self.posterior = posterior
         self.seen = np.asarray(seen, dtype=np.int64)
@@ -118,7 +118,9 @@ class UserModel:
 
         An item that resembles none of them (similarity <= 0) gets fewer, possibly none.
         """
-        catalogue, features = self.recommender.catalogue, self.recommender.tables.features[:, 1:].numpy()
+        catalogue, features = self.recommender.catalogue, self.recommender.tables.features.numpy()
+        if self.recommender.config.learner is None:  # the built-in model's first column is the constant 1
+            features = features[:, 1:]
         liked = self.seen[self.ratings >= np.nanmean(self.ratings)] if len(self.seen) else self.seen
         unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
         result = {}
@@ -137,8 +139,8 @@ class UserModel:
         tables = self.recommender.tables
         index = torch.as_tensor(positions, dtype=torch.long)
         with torch.no_grad():
-            mean, variance = weight_predictive(self.posterior, tables.features[index], tables.base[index],
-                                        tables.noise_variance)
+            mean, variance = self.posterior.predictive(tables.features[index], tables.base[index],
+                                                       tables.noise_variance)
         low, high = self.recommender.rating_range
         return np.clip(mean[0].numpy().astype(np.float64), low, high), variance[0].numpy().astype(np.float64)
 

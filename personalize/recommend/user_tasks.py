@@ -97,6 +97,11 @@ class UserItems:
     vectors: torch.Tensor
     baseline: np.ndarray
     rating_range: tuple[float, float]
+    global_mean: float = 0.0
+    """``μ``, the mean training rating (``baseline`` is ``μ + b_i``)."""
+    user_bias: bool = False
+    """Whether the last column of ``vectors`` is a constant 1, so that a head's weight on it is the
+    user's own bias (how much higher or lower they rate than the item baseline)."""
 
     def __post_init__(self) -> None:
         self.baseline = np.asarray(self.baseline, dtype=np.float64)
@@ -108,10 +113,11 @@ class UserItems:
     @classmethod
     def fit(cls, ratings: Any, texts: Sequence[str], *, item_ids: Sequence[Hashable],
             config: ItemVectorConfig | None = None, columns: tuple[str, str, str] = ("user_id", "item_id", "rating"),
-            use_vectors: bool = True) -> UserItems:
+            use_vectors: bool = True, user_bias: bool = False) -> UserItems:
         """Fit the item vectors on a (user, item, rating) frame of training users.
 
-        ``use_vectors=False`` keeps no collaborative vector (the text-only ablation).
+        ``use_vectors=False`` keeps no collaborative vector (the text-only ablation); ``user_bias``
+        appends a constant 1 to every item's vector (see :attr:`user_bias`).
         """
         config = config or ItemVectorConfig()
         user_column, item_column, rating_column = columns
@@ -129,8 +135,10 @@ class UserItems:
         vectors = (torch.cat([torch.as_tensor(factors.item_factors, dtype=torch.float32),
                               torch.as_tensor(factors.item_bias, dtype=torch.float32)[:, None]], dim=1)
                    if use_vectors else torch.zeros(len(item_ids), 0))
+        if user_bias:
+            vectors = torch.cat([vectors, torch.ones(len(item_ids), 1)], dim=1)
         return cls(list(item_ids), list(texts), vectors, factors.global_mean + factors.item_bias,
-                   (float(values.min()), float(values.max())))
+                   (float(values.min()), float(values.max())), float(factors.global_mean), user_bias)
 
     @property
     def side_features(self) -> int:
@@ -233,21 +241,33 @@ class UserEpisodes:
         return self.pools[split]
 
     def sample(self, split: str, *, shots: int, rng: Rng, **unused: Any) -> InteractionEpisode:
-        """One episode of a random user of ``split`` with at least ``shots + query_size`` ratings."""
-        pool, rng = self._pool(split), as_rng(rng)
+        """One episode of a random user of ``split`` with at least ``shots + query_size`` ratings.
+
+        When no user has that many, a user with more than ``query_size`` ratings is drawn and their
+        support is every rating beyond the query (fewer than ``shots``).
+        """
+        pool, rng, query = self._pool(split), as_rng(rng), self.spec.query_size
+        counts = pool.counts()
         if shots not in self._eligible:
-            self._eligible[shots] = np.flatnonzero(pool.counts() >= shots + self.spec.query_size)
+            eligible = np.flatnonzero(counts >= shots + query)
+            self._eligible[shots] = eligible if len(eligible) else np.flatnonzero(counts > query)
         eligible = self._eligible[shots]
         if len(eligible) == 0:
-            raise EpisodeError(f"no {split} user has {shots + self.spec.query_size} ratings for a {shots}-shot episode")
-        user = pool.tasks[int(eligible[rng.integers(len(eligible))])]
-        return pool.sample(user, shots=shots, query_size=self.spec.query_size, rng=rng)
+            raise EpisodeError(f"no {split} user has more than {query} ratings (the query size): an episode needs "
+                               "at least one support rating beyond the query")
+        position = int(eligible[rng.integers(len(eligible))])
+        shots = min(shots, int(counts[position]) - query)
+        return pool.sample(pool.tasks[position], shots=shots, query_size=query, rng=rng)
 
     def episodes(self, split: str, *, shots: int | None, n: int | None = None, seed: int = 0,
                  **unused: Any) -> list[InteractionEpisode]:
         """Seeded MeLU-protocol episodes of ``split`` (at most ``n``)."""
         episodes = melu_episodes(self._pool(split), seed=seed, shots=shots, min_ratings=self.min_ratings,
                                  max_ratings=self.max_ratings, query_size=self.spec.query_size)
+        if not episodes:
+            raise EpisodeError(f"no {split} user has {self.min_ratings} to {self.max_ratings} ratings with "
+                               f"{shots or 1} beyond the {self.spec.query_size} query ratings; give more such users "
+                               "or lower the query size")
         return episodes[:n] if n is not None else episodes
 
 
