@@ -59,8 +59,6 @@ class ItemTables:
             return self.prior_mean
         return self.prior_mean + attributes @ self.attribute_weights.T
 
-    prior_mean_of = user_prior_mean
-
     def item_features(self, items: torch.Tensor, hidden: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Feature rows [..., D] and base scores [...] of catalogue positions of any shape (``hidden``
