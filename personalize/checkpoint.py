@@ -39,6 +39,7 @@ import torch
 from safetensors.torch import save_file
 
 from personalize.encoder import Encoder, load_encoder
+from personalize.encoder_packages import package_named
 from personalize.errors import CheckpointError, EncoderError
 from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
 from personalize.learners import MetaLearner, learner_class
@@ -117,7 +118,7 @@ def read_learner_document(path: str | Path) -> dict[str, Any]:
 
 
 def load_learner(path: str | Path, encoder: Encoder | None = None, device: str = "auto") -> MetaLearner:
-    """Rebuild a saved learner on ``encoder`` (default: the bundled encoder, if that is what it used)."""
+    """Rebuild a saved learner on ``encoder`` (default: the encoder it used, if bundled or fetched)."""
     return build_learner(read_learner(path), encoder, device)
 
 
@@ -141,8 +142,10 @@ def read_learner(path: str | Path) -> SavedLearner:
 def build_learner(saved: SavedLearner, encoder: Encoder | None = None, device: str = "auto") -> MetaLearner:
     """The learner of a :class:`SavedLearner` on ``encoder`` (checked against the one it was trained on)."""
     document = saved.document
-    if encoder is None:  # the bundled encoder, truncating texts as it did in training
-        encoder = load_encoder(device=device, max_length=int(document["encoder"].get("max_length", 128)))
+    if encoder is None:  # the encoder it was trained on, if bundled or fetched; texts truncated as in training
+        recorded = document["encoder"].get("name")
+        source = recorded if isinstance(recorded, str) and package_named(recorded) is not None else None
+        encoder = load_encoder(source, device=device, max_length=int(document["encoder"].get("max_length", 128)))
     check_encoder(encoder, document["encoder"], str(saved.path))
     cls = learner_class(document["learner"])
     learner = cls(encoder, cls.config_class.from_dict(document["config"]))

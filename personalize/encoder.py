@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoTokenizer, BatchEncoding, BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    BatchEncoding,
+    BertConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from personalize.encoder_sources import (
     BUNDLED_PACKAGE,
@@ -43,6 +52,7 @@ from personalize.encoder_sources import (
     resolve_source,
     weights_sha256,
 )
+from personalize.engine.architectures import EncoderLayout, layout_of
 from personalize.errors import ChecksumError, ConfigError, EncoderError, require
 from personalize.int8 import int8_copy
 
@@ -294,7 +304,7 @@ class Encoder:
 
         ``"int8"`` (CPU only) keeps activations in float32, the dtype returned here, but inference
         passes multiply by int8 copies of the frozen Linear weights (:mod:`personalize.int8`,
-        :meth:`int8_linear`); training passes are plain float32.
+        :meth:`pass_model`); training passes are plain float32.
 
         >>> encoder = tiny_encoder(precision="bfloat16")
         >>> encoder.compute_dtype(), tiny_encoder(precision="float32").compute_dtype(inference=True)
@@ -332,25 +342,21 @@ class Encoder:
         finally:
             _INT8_PASS.reset(token)
 
-    def int8_linear(self, layer: int, path: str) -> torch.nn.Module | None:
-        """The int8 twin of layer ``layer``'s Linear at ``path`` (e.g. ``"attention.self.query"``)
-        while an int8 inference pass of this encoder runs without gradients; None otherwise.
+    def pass_model(self) -> PreTrainedModel:
+        """The model a forward pass runs now: the int8 twin inside an int8 inference pass without
+        gradients, else the float32 model (training and gradient-based adaptation always see float32).
 
         >>> encoder = tiny_encoder(precision="int8")
-        >>> encoder.int8_linear(0, "attention.self.query") is None        # outside a pass
+        >>> encoder.pass_model() is encoder.model                        # outside a pass
         True
         >>> with torch.no_grad(), encoder.autocast(inference=True):
-        ...     type(encoder.int8_linear(0, "attention.self.query")).__name__
+        ...     type(encoder.pass_model().encoder.layer[0].attention.self.query).__name__
         'Linear'
+        >>> with torch.no_grad(), encoder.autocast(inference=True):
+        ...     encoder.pass_model() is encoder.model
+        False
         """
-        model = self._inference_model()
-        if model is self.model or torch.is_grad_enabled():
-            return None
-        return model.encoder.layer[layer].get_submodule(path)
-
-    def _inference_model(self) -> PreTrainedModel:
-        """The model an inference pass runs: the int8 twin inside an int8 pass, else the float32 model."""
-        if _INT8_PASS.get() is self and self._int8_model is not None:
+        if _INT8_PASS.get() is self and self._int8_model is not None and not torch.is_grad_enabled():
             return self._int8_model
         return self.model
 
@@ -378,7 +384,7 @@ class Encoder:
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
                 batch = self.tokenize([texts[index] for index in indices])
-                hidden = self._inference_model()(**batch).last_hidden_state
+                hidden = self.pass_model()(**batch).last_hidden_state
                 pooled[indices] = mean_pool(hidden, batch["attention_mask"]).float().cpu()
                 bar.update(len(indices))
         if normalize:
@@ -425,25 +431,19 @@ def _checked_texts(texts: Sequence[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- engine support
 
-ENGINE_ARCHITECTURES: tuple[str, ...] = ("bert",)
-"""``config.model_type`` values the adapter engine (``engine/batched_model.py``, a hand-written BERT
-layer) can run. Other encoders load, tokenize and :meth:`Encoder.embed` fine; relax this one tuple
-when the engine becomes encoder-agnostic."""
+def require_engine_support(encoder: Encoder) -> EncoderLayout:
+    """The layout of ``encoder``'s architecture for the adapter engine; ConfigError if it has none.
 
+    The engine runs BERT, RoBERTa, XLM-R, MPNet and DistilBERT encoders
+    (:data:`personalize.engine.architectures.LAYOUTS`); any encoder loads, tokenizes and embeds.
 
-def require_engine_support(encoder: Encoder) -> None:
-    """ConfigError unless ``encoder``'s architecture is one the adapter engine runs (BERT-shaped).
-
-    >>> require_engine_support(tiny_encoder())
+    >>> require_engine_support(tiny_encoder()).stack
+    'encoder'
     """
-    model_type = getattr(encoder.model.config, "model_type", type(encoder.model).__name__)
-    require(
-        model_type in ENGINE_ARCHITECTURES,
-        f"encoder {encoder.name!r} is a {model_type!r} model ({type(encoder.model).__name__}); LoRA adapters and "
-        f"meta-learners run only on {', '.join(ENGINE_ARCHITECTURES)} encoders (BERT-shaped, e.g. all-MiniLM-L6-v2) "
-        "for now. Fix: use the bundled encoder or another BERT model for learners; Encoder.embed works on this one.",
-        ConfigError,
-    )
+    try:
+        return layout_of(encoder.model)
+    except ConfigError as error:
+        raise ConfigError(f"encoder {encoder.name!r}: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -505,17 +505,37 @@ def load_encoder_from_config(config: EncoderConfig, *, expected_sha256: str | No
 # ---------------------------------------------------------------------------------------- random encoders
 
 
-def _seeded_bert(config: BertConfig, seed: int) -> BertModel:
-    """A BertModel whose random weights depend only on ``seed`` (built on CPU; global RNG untouched)."""
+def _seeded_model(config: PretrainedConfig, seed: int) -> PreTrainedModel:
+    """The base model of ``config`` with random weights that depend only on ``seed`` (built on CPU;
+    global RNG untouched)."""
     require(isinstance(seed, int) and not isinstance(seed, bool), f"seed must be an int, got {seed!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return BertModel(config)
+        return AutoModel.from_config(config)
+
+
+TINY_ARCHITECTURES: tuple[str, ...] = ("bert", "roberta", "xlm-roberta", "mpnet", "distilbert")
+"""Architectures :func:`tiny_encoder` builds (one per layout the engine runs)."""
+
+
+def _tiny_config(architecture: str, *, vocab_size: int, hidden_size: int, num_layers: int, num_heads: int,
+                 intermediate_size: int, positions: int, pad_token_id: int) -> PretrainedConfig:
+    if architecture == "distilbert":
+        return AutoConfig.for_model("distilbert", vocab_size=vocab_size, dim=hidden_size, n_layers=num_layers,
+                                    n_heads=num_heads, hidden_dim=intermediate_size, max_position_embeddings=positions,
+                                    pad_token_id=pad_token_id)
+    if architecture in ("roberta", "xlm-roberta", "mpnet"):
+        positions += pad_token_id + 1  # their position ids start after the padding index
+    return AutoConfig.for_model(architecture, vocab_size=vocab_size, hidden_size=hidden_size,
+                                num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                                intermediate_size=intermediate_size, max_position_embeddings=positions,
+                                pad_token_id=pad_token_id)
 
 
 def tiny_encoder(
     seed: int = 0,
     *,
+    architecture: str = "bert",
     hidden_size: int = 32,
     num_layers: int = 2,
     num_heads: int = 2,
@@ -524,28 +544,28 @@ def tiny_encoder(
     device: str = "cpu",
     precision: Precision = "float32",
 ) -> Encoder:
-    """A small random BERT with a character tokenizer, built in memory in milliseconds (for tests).
+    """A small random encoder with a character tokenizer, built in memory in milliseconds (for tests).
 
-    The same seed gives identical weights, and (float32 by default) identical outputs, on every machine.
+    ``architecture`` is one of :data:`TINY_ARCHITECTURES` (a BERT by default). The same seed gives
+    identical weights, and (float32 by default) identical outputs, on every machine.
 
     >>> a, b = tiny_encoder(seed=7), tiny_encoder(seed=7)
     >>> torch.equal(a.embed(["same weights"]), b.embed(["same weights"]))
     True
+    >>> type(tiny_encoder(architecture="mpnet").model).__name__
+    'MPNetModel'
     """
+    require(architecture in TINY_ARCHITECTURES,
+            f"tiny_encoder builds {', '.join(TINY_ARCHITECTURES)} encoders, not {architecture!r}")
     require(hidden_size % num_heads == 0, f"hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})")
     tokenizer = build_char_tokenizer(model_max_length=max_length)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max(max_length, 128),  # room to reload with load_encoder's default 128
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    name = f"tiny-bert(seed={seed}, hidden={hidden_size}, layers={num_layers}, heads={num_heads}, "
+    config = _tiny_config(architecture, vocab_size=len(tokenizer), hidden_size=hidden_size, num_layers=num_layers,
+                          num_heads=num_heads, intermediate_size=intermediate_size,
+                          positions=max(max_length, 128),  # room to reload with load_encoder's default 128
+                          pad_token_id=tokenizer.pad_token_id)
+    name = f"tiny-{architecture}(seed={seed}, hidden={hidden_size}, layers={num_layers}, heads={num_heads}, "
     name += f"ffn={intermediate_size})"
-    model = _seeded_bert(config, seed)
+    model = _seeded_model(config, seed)
     return Encoder(model, tokenizer, name=name, weights_sha256=None, device=device, max_length=max_length,
                    precision=precision)
 
@@ -566,6 +586,6 @@ def random_minilm_encoder(seed: int = 0, device: str = "auto", max_length: int =
         )
     if tokenizer is None:
         tokenizer = build_char_tokenizer(model_max_length=MINILM_CONFIG["max_position_embeddings"])
-    model = _seeded_bert(BertConfig(**MINILM_CONFIG), seed)
+    model = _seeded_model(BertConfig(**MINILM_CONFIG), seed)
     name = f"random-minilm-l6(seed={seed})"
     return Encoder(model, tokenizer, name=name, weights_sha256=None, device=device, max_length=max_length)

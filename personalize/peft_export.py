@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from personalize.encoder import Encoder
-from personalize.engine.config import TARGET_PATHS, AdapterConfig
+from personalize.engine.architectures import ADAPTER_TARGETS, EncoderLayout, layout_of
+from personalize.engine.config import AdapterConfig
 from personalize.errors import ConfigError
 from personalize.files import SavedKind, save_checked_tensors, staged_folder
 
@@ -33,13 +34,14 @@ KIND = SavedKind("PEFT adapter folder", CONFIG_FILE, frozenset({
     CONFIG_FILE, "adapter_model.safetensors", "README.md", "personalize_task_state.safetensors"}))
 
 
-def peft_key(name: str) -> str:
-    """``layer4_attention_output_B`` -> ``base_model.model.encoder.layer.4.attention.output.dense.lora_B.weight``."""
+def peft_key(name: str, layout: EncoderLayout) -> str:
+    """``layer4_attention_output_B`` -> ``base_model.model.encoder.layer.4.attention.output.dense.lora_B.weight``
+    (for a BERT ``layout``)."""
     layer, rest = name.removeprefix("layer").split("_", 1)
     target, matrix = rest.rsplit("_", 1)
-    if target not in TARGET_PATHS or matrix not in ("A", "B") or not layer.isdigit():
+    if target not in ADAPTER_TARGETS or matrix not in ("A", "B") or not layer.isdigit():
         raise ConfigError(f"{name!r} is not an adapter weight name")
-    return f"base_model.model.encoder.layer.{layer}.{TARGET_PATHS[target]}.lora_{matrix}.weight"
+    return f"base_model.model.{layout.module_name(int(layer), target)}.lora_{matrix}.weight"
 
 
 def export_peft(encoder: Encoder, adapter: AdapterConfig, weights: dict[str, torch.Tensor],
@@ -53,16 +55,17 @@ def export_peft(encoder: Encoder, adapter: AdapterConfig, weights: dict[str, tor
     """
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
+    layout = layout_of(encoder.model)
     lora = LoraConfig(
         r=adapter.rank,
         lora_alpha=adapter.alpha,
         lora_dropout=adapter.dropout,
-        target_modules=adapter.module_names(encoder.num_layers),
+        target_modules=adapter.module_names(layout, encoder.num_layers),
     )
     base = copy.deepcopy(encoder.model).cpu()
     base.name_or_path = encoder.name  # recorded as the adapter's base model
     model = get_peft_model(base, lora)
-    state = {peft_key(name): value.detach().float().cpu() for name, value in weights.items()
+    state = {peft_key(name, layout): value.detach().float().cpu() for name, value in weights.items()
              if name.startswith("layer")}
     expected = {key for key in model.state_dict() if "lora_" in key}
     found = {key.replace(".weight", ".default.weight") for key in state}

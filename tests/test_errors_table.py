@@ -134,6 +134,19 @@ def engine_recommender_without_its_learner(ctx: SimpleNamespace) -> None:
     pz.load(folder)
 
 
+def learner_on_albert(ctx: SimpleNamespace) -> None:
+    """A learner built on an encoder architecture the engine has no layout for."""
+    from transformers import AutoConfig, AutoModel
+
+    from personalize.encoder import Encoder
+
+    tokenizer = ctx.encoder.tokenizer
+    config = AutoConfig.for_model("albert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, pad_token_id=tokenizer.pad_token_id)
+    albert = Encoder(AutoModel.from_config(config), tokenizer, name="tiny-albert", weights_sha256=None, device="cpu")
+    create_learner("fomaml", albert)
+
+
 def history(items: list, ratings: list) -> pl.DataFrame:
     return pl.DataFrame({"item_id": items, "rating": ratings})
 
@@ -247,6 +260,7 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "fit-steps-0": lambda c: MetaFitConfig(steps=0),
     "fit-checkpoint-every-0": lambda c: MetaFitConfig(checkpoint_every=0),
     # side features beside the text
+    "engine-architecture-unsupported": learner_on_albert,
     "engine-side-negative": lambda c: HeadConfig(side_features=-1),
     "engine-side-missing": lambda c: create_learner("fomaml", c.encoder, head=HeadConfig(
         kind="regression", side_features=2)).adapt(collate_tasks(c.encoder, [["a"]], [[1.0]], kind="regression")),

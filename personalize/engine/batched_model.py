@@ -3,8 +3,10 @@
 Per-task parameters are stacked along a leading *task* dimension T. One forward pass serves all
 tasks of a meta-batch (or thousands of users being adapted): the frozen weights are shared, and each
 adapted Linear adds its task's low-rank update with two batched matrix products
-(``x @ A_t^T @ B_t^T`` for every task t at once). Layers below the lowest adapted one are frozen end
-to end, so :meth:`BatchedLoRAModel.frozen_prefix` computes them once per *distinct* input, under
+(``x @ A_t^T @ B_t^T`` for every task t at once, :mod:`personalize.engine.task_adapters`). The
+layers themselves are the encoder's own Hugging Face modules, for any architecture in
+:data:`~personalize.engine.architectures.LAYOUTS`. Layers below the lowest adapted one are frozen
+end to end, so :meth:`BatchedLoRAModel.frozen_prefix` computes them once per *distinct* input, under
 ``no_grad``, and inner-loop steps reuse the result.
 
 Parameter names use no dots (they are also nn.ParameterDict keys): ``layer4_query_A`` (r x in),
@@ -26,35 +28,36 @@ torch.Size([4, 3, 3])
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
-from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
 
 from personalize.encoder import Encoder, require_engine_support
+from personalize.engine.architectures import EncoderLayout
 from personalize.engine.batch import TaskBatch
-from personalize.engine.config import TARGET_PATHS, AdapterConfig, HeadConfig
+from personalize.engine.config import AdapterConfig, HeadConfig
+from personalize.engine.task_adapters import install_adapter_hooks, task_adapters
 from personalize.errors import ConfigError
 
 Params = dict[str, torch.Tensor]
 
 
 class BatchedLoRAModel:
-    """Frozen BERT + per-task LoRA + per-task head, evaluated functionally over a task batch."""
+    """Frozen encoder + per-task LoRA + per-task head, evaluated functionally over a task batch."""
 
     def __init__(self, encoder: Encoder, adapter: AdapterConfig, head: HeadConfig) -> None:
-        require_engine_support(encoder)  # the one check of the architecture; relax it there
+        self.layout = require_engine_support(encoder)  # the one check of the architecture
         self.encoder = encoder
         self.adapter = adapter
         self.head = head
-        self.bert = encoder.model
-        config = self.bert.config
-        self.hidden_size: int = config.hidden_size
-        self.num_heads: int = config.num_attention_heads
-        self.activation = ACT2FN[config.hidden_act]
-        self.adapted_layers = adapter.adapted_layers(config.num_hidden_layers)
+        self.hidden_size: int = encoder.hidden_size
+        self.num_layers: int = encoder.num_layers
+        self.adapted_layers = adapter.adapted_layers(self.num_layers)
         self.first_adapted = self.adapted_layers[0]
+        self._stacks: dict[int, _SplitStack] = {}
 
     @property
     def feature_size(self) -> int:
@@ -66,10 +69,10 @@ class BatchedLoRAModel:
     def adapter_shapes(self) -> dict[str, tuple[int, int]]:
         """Name -> shape of every LoRA matrix, in a fixed order."""
         shapes = {}
+        layers = self.layout.layer_list(self.encoder.model)
         for index in self.adapted_layers:
-            layer = self.bert.encoder.layer[index]
             for target in self.adapter.target_modules:
-                linear = layer.get_submodule(TARGET_PATHS[target])
+                linear = layers[index].get_submodule(self.layout.targets[target])
                 shapes[f"layer{index}_{target}_A"] = (self.adapter.rank, linear.in_features)
                 shapes[f"layer{index}_{target}_B"] = (linear.out_features, self.adapter.rank)
         return shapes
@@ -102,13 +105,9 @@ class BatchedLoRAModel:
         inverse, first = distinct_rows(input_ids.reshape(-1, length))
         unique_ids = input_ids.reshape(-1, length)[first]
         unique_mask = attention_mask.reshape(-1, length)[first]
-        token_types = torch.zeros_like(unique_ids)
-        hidden = self.bert.embeddings(input_ids=unique_ids, token_type_ids=token_types)
-        hidden = hidden.reshape(1, -1, self.hidden_size)
-        keep = _attention_keep(unique_mask)
-        for index in range(self.first_adapted):
-            hidden = self._layer(index, hidden, keep, {}, training=False)
-        hidden = hidden.reshape(len(unique_ids), length, self.hidden_size)
+        stack = self._split_stack()
+        hidden = stack.embeddings(input_ids=unique_ids)
+        hidden = stack.run_lower(hidden, unique_mask)
         return hidden[inverse].reshape(tasks, examples, length, self.hidden_size)
 
     def prefix_of(self, batch: TaskBatch) -> torch.Tensor:
@@ -124,13 +123,22 @@ class BatchedLoRAModel:
                       training: bool = False) -> torch.Tensor:
         """Pooled sentence embeddings [T, N, H] from the frozen prefix through the adapted layers."""
         tasks, examples, length, hidden_size = prefix.shape
-        hidden = prefix.reshape(tasks, examples * length, hidden_size)
-        keep = _attention_keep(attention_mask.reshape(tasks * examples, length))
-        for index in range(self.first_adapted, self.bert.config.num_hidden_layers):
-            hidden = self._layer(index, hidden, keep, params, training)
+        adapters = {name: value for name, value in params.items() if name.startswith("layer")}
+        with task_adapters(adapters, scaling=self.adapter.scaling, dropout=self.adapter.dropout, training=training):
+            hidden = self._split_stack().run_upper(prefix.reshape(tasks * examples, length, hidden_size),
+                                                   attention_mask.reshape(tasks * examples, length))
         hidden = hidden.reshape(tasks, examples, length, hidden_size)
         pooled = _masked_mean(hidden, attention_mask)
         return F.normalize(pooled, dim=-1) if self.head.normalize else pooled
+
+    def _split_stack(self) -> _SplitStack:
+        """The encoder model this pass runs (its int8 twin in an int8 inference pass), split at the
+        first adapted layer, with the adapter hooks on its target Linears."""
+        model = self.encoder.pass_model()
+        stack = self._stacks.get(id(model))
+        if stack is None or stack.model is not model:
+            stack = self._stacks[id(model)] = _SplitStack(model, self.layout, self.first_adapted)
+        return stack
 
     def join_side(self, text_features: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
         """The head's input [T, N, H + F]: text features followed by the side features [T, N, F]."""
@@ -161,51 +169,43 @@ class BatchedLoRAModel:
         """Head outputs for every task's examples, from the frozen prefix (and the side features)."""
         return self.apply_head(params, self.features(params, prefix, attention_mask, training, side))
 
-    # --- one BERT layer -----------------------------------------------------------------------------
+class _SplitStack:
+    """A model's embeddings and its layer stack cut in two at layer ``split``: the stack module's own
+    forward (masks, position biases and all) runs on ``layers[:split]`` or on ``layers[split:]``.
 
-    def _layer(self, index: int, hidden: torch.Tensor, keep: torch.Tensor, params: Params,
-               training: bool) -> torch.Tensor:
-        """BERT layer ``index`` (post-LayerNorm, eval mode) on hidden [T, N*S, H] with task adapters."""
-        layer = self.bert.encoder.layer[index]
+    The halves are shallow copies of the stack module that share every weight with the model and
+    differ only in their list of layers; the model itself is never modified, except that the target
+    Linears of every layer get their adapter hook (a no-op outside :func:`task_adapters`).
+    """
 
-        def linear(target: str, x: torch.Tensor) -> torch.Tensor:
-            path = TARGET_PATHS[target]
-            int8 = self.encoder.int8_linear(index, path)  # a no-gradient pass with precision "int8"
-            if int8 is not None:
-                y = int8(x)
-            else:
-                module = layer.get_submodule(path)
-                y = F.linear(x, module.weight, module.bias)
-            a = params.get(f"layer{index}_{target}_A")
-            if a is not None:
-                b = params[f"layer{index}_{target}_B"]
-                x = F.dropout(x, self.adapter.dropout, training) if self.adapter.dropout else x
-                y = y + torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * self.adapter.scaling
-            return y
+    def __init__(self, model: torch.nn.Module, layout: EncoderLayout, split: int) -> None:
+        self.model = model
+        self.config = model.config
+        self.embeddings = model.get_submodule(layout.embeddings)
+        stack = model.get_submodule(layout.stack)
+        layers = layout.layer_list(model)
+        install_adapter_hooks({f"layer{index}_{target}": layer.get_submodule(path)
+                               for index, layer in enumerate(layers) for target, path in layout.targets.items()})
+        self.lower = _stack_with(stack, layout.layers, layers[:split]) if split > 0 else None
+        self.upper = _stack_with(stack, layout.layers, layers[split:])
 
-        tasks, tokens, hidden_size = hidden.shape
-        sequences, length = keep.shape[0], keep.shape[-1]
-        head_dim = hidden_size // self.num_heads
+    def run_lower(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return hidden if self.lower is None else self._run(self.lower, hidden, attention_mask)
 
-        def split_heads(x: torch.Tensor) -> torch.Tensor:
-            return x.reshape(sequences, length, self.num_heads, head_dim).transpose(1, 2)
+    def run_upper(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self._run(self.upper, hidden, attention_mask)
 
-        query, key, value = (split_heads(linear(t, hidden)) for t in ("query", "key", "value"))
-        context = F.scaled_dot_product_attention(query, key, value, attn_mask=keep)
-        context = context.transpose(1, 2).reshape(tasks, tokens, hidden_size)
-        attention = layer.attention.output
-        hidden = _layer_norm(linear("attention_output", context) + hidden, attention.LayerNorm)
-        inner = self.activation(linear("intermediate", hidden))
-        return _layer_norm(linear("output", inner) + hidden, layer.output.LayerNorm)
+    def _run(self, stack: torch.nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        return stack(hidden_states=hidden, attention_mask=mask)[0]
 
 
-def _attention_keep(attention_mask: torch.Tensor) -> torch.Tensor:
-    """[sequences, S] 0/1 mask -> boolean [sequences, 1, 1, S] (True = attend), as SDPA wants."""
-    return attention_mask.bool()[:, None, None, :]
-
-
-def _layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+def _stack_with(stack: torch.nn.Module, attribute: str, layers: torch.nn.ModuleList) -> torch.nn.Module:
+    """A shallow copy of ``stack`` whose ``attribute`` is ``layers`` (shared modules, nothing copied)."""
+    view = copy.copy(stack)
+    view._modules = dict(stack._modules)
+    view._modules[attribute] = torch.nn.ModuleList(list(layers))
+    return view
 
 
 def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

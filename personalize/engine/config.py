@@ -3,8 +3,11 @@
 >>> config = AdapterConfig(rank=4, layers=(4, 5))
 >>> config.scaling
 4.0
->>> config.module_names(num_layers=6)[:2]
+>>> from personalize.engine.architectures import LAYOUTS
+>>> config.module_names(LAYOUTS["bert"], num_layers=6)[:2]
 ['encoder.layer.4.attention.self.query', 'encoder.layer.4.attention.self.value']
+>>> config.module_names(LAYOUTS["mpnet"], num_layers=6)[:2]
+['encoder.layer.4.attention.attn.q', 'encoder.layer.4.attention.attn.v']
 >>> AdapterConfig(target_modules=("query", "gate"))  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -16,17 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from personalize.engine.architectures import ADAPTER_TARGETS, EncoderLayout
 from personalize.errors import ConfigError, require
-
-# Adapter target name -> the Linear module's path inside one BERT layer.
-TARGET_PATHS: dict[str, str] = {
-    "query": "attention.self.query",
-    "key": "attention.self.key",
-    "value": "attention.self.value",
-    "attention_output": "attention.output.dense",
-    "intermediate": "intermediate.dense",
-    "output": "output.dense",
-}
 
 TaskKind = Literal["classification", "regression"]
 
@@ -42,7 +36,8 @@ class AdapterConfig:
     dropout: float = 0.0
     """Dropout on the adapter's input during meta-training (0 = none)."""
     target_modules: tuple[str, ...] = ("query", "value")
-    """Which Linear layers of each adapted BERT layer get an adapter (see TARGET_PATHS)."""
+    """Which Linear layers of each adapted layer get an adapter, by architecture-neutral name
+    (``ADAPTER_TARGETS``; where each sits in an architecture: ``architectures.LAYOUTS``)."""
     layers: tuple[int, ...] | None = None
     """Which encoder layers get adapters (0-based); None = all. Layers below the lowest adapted one
     are frozen end to end, so their output is computed once per distinct input and reused."""
@@ -54,8 +49,8 @@ class AdapterConfig:
         require(0.0 <= self.dropout < 1.0, f"AdapterConfig.dropout must be in [0, 1), got {self.dropout!r}")
         require(len(self.target_modules) >= 1, "AdapterConfig.target_modules must name at least one module")
         for name in self.target_modules:
-            require(name in TARGET_PATHS, f"AdapterConfig.target_modules: unknown module {name!r}; "
-                                          f"choose among {', '.join(TARGET_PATHS)}")
+            require(name in ADAPTER_TARGETS, f"AdapterConfig.target_modules: unknown module {name!r}; "
+                                             f"choose among {', '.join(ADAPTER_TARGETS)}")
         require(len(set(self.target_modules)) == len(self.target_modules),
                 f"AdapterConfig.target_modules has duplicates: {self.target_modules}")
         if self.layers is not None:
@@ -76,10 +71,9 @@ class AdapterConfig:
             raise ConfigError(f"AdapterConfig.layers {too_deep} do not exist: the encoder has {num_layers} layers")
         return tuple(sorted(self.layers))
 
-    def module_names(self, num_layers: int) -> list[str]:
-        """Fully qualified names of the adapted Linear modules in a BertModel (as PEFT names them)."""
-        return [f"encoder.layer.{i}.{TARGET_PATHS[t]}" for i in self.adapted_layers(num_layers)
-                for t in self.target_modules]
+    def module_names(self, layout: EncoderLayout, num_layers: int) -> list[str]:
+        """Fully qualified names of the adapted Linear modules in a model of ``layout`` (as peft names them)."""
+        return [layout.module_name(i, t) for i in self.adapted_layers(num_layers) for t in self.target_modules]
 
 
 @dataclass(frozen=True)
