@@ -123,8 +123,7 @@ class BatchedLoRAModel:
                       training: bool = False) -> torch.Tensor:
         """Pooled sentence embeddings [T, N, H] from the frozen prefix through the adapted layers."""
         tasks, examples, length, hidden_size = prefix.shape
-        adapters = {name: value for name, value in params.items() if name.startswith("layer")}
-        with task_adapters(adapters, scaling=self.adapter.scaling, dropout=self.adapter.dropout, training=training):
+        with task_adapters(params, scaling=self.adapter.scaling, dropout=self.adapter.dropout, training=training):
             hidden = self._split_stack().run_upper(prefix.reshape(tasks * examples, length, hidden_size),
                                                    attention_mask.reshape(tasks * examples, length))
         hidden = hidden.reshape(tasks, examples, length, hidden_size)
