@@ -2,7 +2,9 @@
 
 Everything heavy is loaded once per server process (``st.cache_resource``); every function that
 turns user input into model input checks it first and raises ``InputError`` with a message the page
-shows. Pages import this module; nothing here draws on the screen except ``require_data``.
+shows. The caps on input and their checks live in ``input_caps.py`` (no Streamlit there) and are
+reached through this module too. Pages import this module; nothing here draws on the screen except
+``require_data``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,20 @@ import polars as pl
 import streamlit as st
 
 import personalize as pz
+from input_caps import (  # noqa: F401  (the pages reach the caps and checks through this module)
+    MAX_ADDED_FILMS,
+    MAX_LABEL_CHARS,
+    MAX_OWN_EXAMPLES,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    InputError,
+    check_room_for_film,
+    checked_sentence,
+    new_movie_text,
+    own_examples,
+)
 from personalize import data
+from personalize.sentiment_benchmark import FrozenEmbeddings, frozen_prototypes
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -30,14 +45,6 @@ DOMAINS = {"Jackets (clothing, unseen)": ("clothing-sentiment", "Jackets"),
 MODELS = {"meta-learned (one Meta-SGD step; prototypes past two classes)": "sentiment",
           "meta-learned, prototypes only (protonet; fastest)": "sentiment-protonet",
           "pooled transfer (no meta-learning)": "sentiment-pooled"}
-MAX_TEXT_CHARS = 500
-MAX_OWN_EXAMPLES = 200
-
-
-class InputError(ValueError):
-    """Input a page refuses, with a message to show instead of a traceback."""
-
-
 # --- data --------------------------------------------------------------------------------------------
 
 
@@ -105,36 +112,6 @@ def domain_episode(domain: str, shots: int, seed: int) -> Any:
     return suite(suite_name).episodes("test", shots=shots, n=1, seed=seed, task=task)[0]
 
 
-def own_examples(frame: Any) -> tuple[list[str], list[str]]:
-    """The "your own" table as texts and labels, checked: non-empty texts of at most
-    ``MAX_TEXT_CHARS`` characters, at most ``MAX_OWN_EXAMPLES`` rows, two labels or more."""
-    table = pl.from_pandas(frame) if not isinstance(frame, pl.DataFrame) else frame
-    table = table.filter(pl.col("text").is_not_null() & (pl.col("text").cast(pl.Utf8).str.strip_chars() != ""))
-    if table.height == 0:
-        raise InputError("Type at least one sentence per label in the table.")
-    if table.height > MAX_OWN_EXAMPLES:
-        raise InputError(f"At most {MAX_OWN_EXAMPLES} examples, please (the table has {table.height}).")
-    if table["label"].null_count():
-        raise InputError("Every sentence needs a label.")
-    texts = [str(text).strip() for text in table["text"].to_list()]
-    too_long = [i + 1 for i, text in enumerate(texts) if len(text) > MAX_TEXT_CHARS]
-    if too_long:
-        raise InputError(f"Rows {too_long[:5]} are longer than {MAX_TEXT_CHARS} characters.")
-    labels = [str(label).strip() for label in table["label"].to_list()]
-    if len(set(labels)) < 2:
-        raise InputError("Use at least two different labels (for example 'positive' and 'negative').")
-    return texts, labels
-
-
-def checked_sentence(text: str) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise InputError("Type a sentence first.")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputError(f"Keep it under {MAX_TEXT_CHARS} characters.")
-    return text
-
-
 def evaluate_domain(classifier: Any, episode: Any) -> tuple[SentimentResult, Any]:
     """Adapt to the episode's support; accuracy on its queries before, after and for the frozen encoder."""
     names = [classifier.labels[int(label)] for label in episode.support_labels]
@@ -146,19 +123,12 @@ def evaluate_domain(classifier: Any, episode: Any) -> tuple[SentimentResult, Any
     def accuracy(predicted: list) -> float:
         return float(np.mean([p == t for p, t in zip(predicted, truth)]))
 
-    frozen = frozen_prototypes(classifier.encoder, episode.support_texts, names, episode.query_texts)
+    baseline = frozen_prototypes(FrozenEmbeddings(classifier.encoder))  # the benchmark's own baseline
+    ids = baseline(episode.support_texts, [int(label) for label in episode.support_labels])(episode.query_texts)
+    frozen = [classifier.labels[int(i)] for i in ids]
     return SentimentResult(zero_shot=accuracy(classifier.zero_shot().predict(episode.query_texts)),
                            adapted=accuracy(model.predict(episode.query_texts)), frozen=accuracy(frozen),
                            adapt_seconds=seconds, queries=len(truth)), model
-
-
-def frozen_prototypes(encoder: Any, texts: list[str], labels: list[str], queries: list[str]) -> list[str]:
-    """The frozen-encoder baseline: nearest class mean of unit-length embeddings (no learning)."""
-    support = encoder.embed(texts, normalize=True).numpy()
-    classes = sorted(set(labels))
-    means = np.stack([support[[label == name for label in labels]].mean(0) for name in classes])
-    scores = encoder.embed(queries, normalize=True).numpy() @ means.T
-    return [classes[i] for i in scores.argmax(1)]
 
 
 def benchmark_curve(domain: str) -> pl.DataFrame | None:
@@ -192,18 +162,6 @@ def reasons(user: Any, item_ids: list, titles: dict, count: int = 2) -> list[str
         text = genres.get(item, "new film")
         lines.append(text + (f"; like {' and '.join(liked)}" if liked else ""))
     return lines
-
-
-def new_movie_text(title: str, year: int | None, genres: list[str]) -> str:
-    title = (title or "").strip()
-    if not title:
-        raise InputError("Give the new film a title.")
-    if len(title) > 120:
-        raise InputError("Keep the title under 120 characters.")
-    if not genres:
-        raise InputError("Pick at least one genre.")
-    head = f"{title} ({year})" if year else title
-    return f"{head}. Genres: {', '.join(genres)}."
 
 
 GENRES = ("Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
@@ -241,8 +199,14 @@ def popular_titles(recommender: Any, exclude: list, n: int = 10) -> pl.DataFrame
                          "ratings in training": [int(catalogue.popularity[p]) for p in order]})
 
 
+def films_added(own: Any) -> int:
+    """How many films a visitor added to their copy of the shipped recommender."""
+    return len(own.catalogue.ids) - len(recommender().catalogue.ids)
+
+
 def add_film(recommender: Any, title: str, text: str) -> int:
-    """Add a film by its text under a new id; returns the id."""
+    """Add a film by its text under a new id (at most ``MAX_ADDED_FILMS`` a visit); returns the id."""
+    check_room_for_film(films_added(recommender))
     recommender.encoder = encoder()  # the cached one, not a second MiniLM per visitor
     item_id = max(int(i) for i in recommender.catalogue.ids) + 1
     recommender.add_items(pl.DataFrame({"item_id": [item_id], "text": [text], "title": [title.strip()]}))

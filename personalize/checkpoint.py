@@ -42,7 +42,7 @@ from personalize.encoder import Encoder, load_encoder
 from personalize.encoder_packages import package_named
 from personalize.errors import CheckpointError, EncoderError
 from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
-from personalize.learners import MetaLearner, learner_class
+from personalize.learners import LEARNERS, MetaLearner, learner_class
 
 FORMAT = "personalize-learner"
 FORMAT_VERSION = 2
@@ -132,9 +132,14 @@ class SavedLearner:
 
 
 def read_learner(path: str | Path) -> SavedLearner:
-    """Read and check (format, sha256, finite values) a folder written by :func:`save_learner`."""
+    """Read and check (format, known learner, sha256, finite values) a folder written by :func:`save_learner`."""
     path = Path(path)
     document = read_learner_document(path)
+    name = document.get("learner")
+    if not (isinstance(name, str) and name in LEARNERS):
+        raise CheckpointError(f"{path / CONFIG_FILE} names learner {name!r}, which is not a learner this version of "
+                              f"personalize knows ({', '.join(sorted(LEARNERS))}); restore the file or save the "
+                              "learner again")
     tensors = load_checked_tensors(path, TENSORS_FILE, document, what="checkpoint", config_name=CONFIG_FILE)
     return SavedLearner(path, document, tensors)
 

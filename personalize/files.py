@@ -23,13 +23,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from personalize.errors import CheckpointError, SaveError, require
+from personalize.errors import CheckpointError, PersonalizeError, SaveError, require
 
 
 def sha256_file(path: str | Path) -> str:
     """The hex sha256 of a file, read in chunks."""
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def inside(folder: str | Path, name: object, *, where: str, fix: str = "restore the file or save it again",
+           error: type[PersonalizeError] = CheckpointError) -> Path:
+    """``folder / name`` for a ``name`` read from a saved file or a config, refused unless it stays in ``folder``.
+
+    A name that is not a non-empty string, is absolute, or climbs out with ``..`` raises ``error``
+    naming ``where`` it was read from, so an edited file never makes personalize read or write
+    outside the folder it describes.
+
+    >>> inside("/models/task", "state.safetensors", where="task.json").as_posix()
+    '/models/task/state.safetensors'
+    >>> inside("/models/task", "../../etc/passwd", where="task.json (checksums)")
+    Traceback (most recent call last):
+    ...
+    personalize.errors.CheckpointError: task.json (checksums) names '../../etc/passwd', which is not a path \
+inside /models/task (a relative path without '..'); restore the file or save it again
+    """
+    pieces = name.replace("\\", "/").split("/") if isinstance(name, str) and name else [""]
+    if pieces[0] == "" or ".." in pieces:  # not a string, empty, absolute, or climbing out
+        raise error(f"{where} names {name!r}, which is not a path inside {folder} (a relative path without '..'); "
+                    f"{fix}")
+    return Path(folder) / str(name)
 
 
 @dataclass(frozen=True)
@@ -197,6 +220,8 @@ def load_checked_tensors(folder: str | Path, file_name: str, document: Mapping[s
         raise CheckpointError(f"{Path(folder) / config_name} records no checksum for {file_name}; "
                               "restore the folder or save it again")
     if checksums is not None:
+        for recorded in checksums if isinstance(checksums, dict) else ():
+            inside(folder, recorded, where=f"{Path(folder) / config_name} (checksums)")
         expected = checksums.get(file_name) if isinstance(checksums, dict) else None
         if expected is None:
             raise CheckpointError(f"{Path(folder) / config_name} records no checksum for {file_name}; save it again")

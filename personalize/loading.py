@@ -44,7 +44,7 @@ def shipped_path(name: str) -> Path:
     path = SHIPPED[name]
     if not path.is_dir():
         raise CheckpointError(f"the shipped model {name!r} is missing from this install ({path}); "
-                              "reinstall personalize, or train one with scripts/meta_train.py and load its folder")
+                              "reinstall personalize, or train one with `personalize meta-fit` and load its folder")
     return path
 
 

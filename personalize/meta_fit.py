@@ -36,7 +36,7 @@ from personalize.encoder import Encoder
 from personalize.engine.batch import TaskBatch
 from personalize.engine.episode_batches import episode_batches
 from personalize.engine.prefix_cache import cached_episode_batches
-from personalize.errors import ConfigError, require
+from personalize.errors import CheckpointError, ConfigError, require
 from personalize.files import SavedKind, load_checked_tensors, save_checked_tensors, staged_folder
 from personalize.learners import MetaLearner
 from personalize.logs import get_logger
@@ -48,6 +48,7 @@ logger = get_logger(__name__)
 BatchMaker = Callable[[Encoder, Sequence[Any]], tuple[TaskBatch, TaskBatch]]
 TRAINER_FILE = "trainer.json"
 TRAINER_TENSORS = "trainer.safetensors"
+TRAINER_KEYS = ("state", "param_groups", "schedule", "numpy_rng", "fit_config")  # what _resume reads
 LAST_KIND = SavedKind("meta-training checkpoint", TRAINER_FILE, frozenset({TRAINER_FILE, TRAINER_TENSORS, "learner"}))
 # Settings that change neither what is trained nor how: a run may resume under other values of them.
 RESUMABLE_CHANGES = ("steps", "progress", "time_budget_s", "checkpoint_every")
@@ -274,7 +275,7 @@ def _save_last(learner: MetaLearner, optimizer: torch.optim.Optimizer, schedule:
 
 def _resume(learner: MetaLearner, optimizer: torch.optim.Optimizer, schedule: Any, rng: np.random.Generator,
             folder: Path, config: MetaFitConfig) -> dict[str, Any]:
-    trainer = json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8"))
+    trainer = _read_trainer(folder)
     saved = {k: v for k, v in trainer["fit_config"].items() if k not in RESUMABLE_CHANGES}
     current = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
     if json.loads(json.dumps(saved)) != json.loads(json.dumps(current)):
@@ -297,3 +298,20 @@ def _resume(learner: MetaLearner, optimizer: torch.optim.Optimizer, schedule: An
     state["history"] = saved_learner.record.get("history", [])
     return state
 
+
+def _read_trainer(folder: Path) -> dict[str, Any]:
+    """The trainer state of ``last/``; CheckpointError naming the folder and the fix when it is incomplete."""
+    absent = [name for name in (TRAINER_FILE, TRAINER_TENSORS, "learner/learner.json") if not (folder / name).is_file()]
+    require(not absent, _cannot_resume(folder, f"it lacks {', '.join(absent)}"), CheckpointError)
+    try:
+        trainer = json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(_cannot_resume(folder, f"{TRAINER_FILE} is truncated or not JSON ({error})")) from error
+    missing = [key for key in TRAINER_KEYS if key not in trainer] if isinstance(trainer, dict) else TRAINER_KEYS
+    require(not missing, _cannot_resume(folder, f"{TRAINER_FILE} lacks {', '.join(missing)}"), CheckpointError)
+    return trainer
+
+
+def _cannot_resume(folder: Path, problem: str) -> str:
+    return (f"cannot resume meta-training from {folder}: {problem}; delete {folder} to start again from step 0, "
+            "or restore it from a copy")

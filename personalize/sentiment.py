@@ -42,6 +42,7 @@ from personalize.encoder import Encoder
 from personalize.engine.batch import collate_tasks
 from personalize.errors import CheckpointError, ConfigError, require
 from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
+from personalize.hub import CARD_FILE, CardFacts, HubMixin, training_record
 from personalize.learners import MetaLearner, TaskState
 from personalize.task_model import TaskModel, _check_texts, adapt_tasks, check_tasks
 
@@ -51,11 +52,11 @@ CONFIG_FILE = "classifier.json"
 ZERO_SHOT_FILE = "zero_shot_state.safetensors"
 MULTICLASS_FOLDER = "multiclass"
 KIND = SavedKind("saved text classifier", CONFIG_FILE,
-                 frozenset({CONFIG_FILE, ZERO_SHOT_FILE, MULTICLASS_FOLDER, "learner"}), FORMAT)
+                 frozenset({CONFIG_FILE, ZERO_SHOT_FILE, MULTICLASS_FOLDER, "learner", CARD_FILE}), FORMAT)
 DEFAULT_LABELS = ("negative", "positive")
 
 
-class SentimentClassifier:
+class SentimentClassifier(HubMixin):
     """A meta-learned initialization for few-shot text classification, ready to adapt.
 
     Args:
@@ -227,6 +228,18 @@ class SentimentClassifier:
                 prior_prototype = prior[0, self.labels.index(name)]
                 prototypes[0, index] = (count * prototypes[0, index] + strength * prior_prototype) / (count + strength)
         return {**model.state, "prototypes": prototypes}
+
+    SAVED_KIND = KIND
+
+    def card_facts(self) -> CardFacts:
+        """What this classifier's model card says (see :meth:`save_pretrained`)."""
+        companion = " Tasks with more classes go to its prototype companion." if self.multiclass is not None else ""
+        return CardFacts(
+            "Few-shot text classifier (meta-learned)", self.learner.encoder.identity()["name"], "text-classification",
+            ("few-shot", "lora", self.learner.name),
+            [f"A `{self.learner.name}` meta-learner over a frozen encoder, labels {', '.join(map(str, self.labels))}. "
+             f"`model.adapt(texts, labels)` fits a new domain from a few labelled texts.{companion}"],
+            training_record(self.record or self.learner.record))
 
     def zero_shot(self) -> TaskModel:
         """The model transferred with no example of the new domain; predicts ``labels``."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from personalize.extras import require_module
 from personalize.tasks import load_suite
@@ -48,6 +49,10 @@ class Method:
     shots: tuple[int, ...] | None = None  # None = every K
     tasks: tuple[str, ...] | None = None  # None = every domain
     adapts: bool = True
+
+    def runs_on(self, task: str, shots: int) -> bool:
+        """Whether this method has a cell at (``task``, K = ``shots``)."""
+        return (self.shots is None or shots in self.shots) and (self.tasks is None or task in self.tasks)
 
 
 @dataclass
@@ -147,16 +152,19 @@ def setfit_method(model_path: str, scratch: Path) -> Callable[[list[str], list[i
 
 
 def run(methods: list[Method], shots: Sequence[int], episodes: int, seed: int,
-        domains: Sequence[tuple[str, str]] = DOMAINS) -> dict:
-    """{domain: {method: {K: summary}}} over the seeded test episodes of each (suite, domain)."""
+        domains: Sequence[tuple[str, str]] = DOMAINS, progress: bool = True) -> dict:
+    """{domain: {method: {K: summary}}} over the seeded test episodes of each (suite, domain).
+
+    ``progress`` shows a tqdm bar over the (domain, K, method) cells and prints each cell's result."""
     results: dict = {}
+    cells = sum(1 for _, task in domains for k in shots for method in methods if method.runs_on(task, k))
+    bar = tqdm(total=cells, disable=not progress, desc="benchmark", unit="cell")
     for suite_name, task in domains:
         suite = load_suite(suite_name)
         for k in shots:
             cell_episodes = suite.episodes("test", shots=k, n=episodes, seed=seed, task=task)
             for method in methods:
-                if (method.shots is not None and k not in method.shots) or (
-                        method.tasks is not None and task not in method.tasks):
+                if not method.runs_on(task, k):
                     continue
                 cell = Cell()
                 for episode in cell_episodes[: method.episodes]:
@@ -168,8 +176,11 @@ def run(methods: list[Method], shots: Sequence[int], episodes: int, seed: int,
                     cell.accuracies.append(float((predicted == episode.query_labels).mean()))
                 summary = cell.summary()
                 results.setdefault(task, {}).setdefault(method.name, {})[str(k)] = summary
-                print(f"{task:9s} K={k:<2d} {method.name:34s} {summary['mean']:.3f} ± {summary['ci95']:.3f} "
-                      f"(n={summary['n']}, fit {summary['median_fit_seconds'] * 1000:.0f} ms)", flush=True)
+                bar.update()
+                if progress:
+                    bar.write(f"{task:9s} K={k:<2d} {method.name:34s} {summary['mean']:.3f} ± {summary['ci95']:.3f} "
+                              f"(n={summary['n']}, fit {summary['median_fit_seconds'] * 1000:.0f} ms)")
+    bar.close()
     return results
 
 

@@ -32,6 +32,7 @@ from personalize.encoder import Encoder
 from personalize.engine.batch import collate_tasks
 from personalize.errors import CheckpointError, ConfigError, require
 from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
+from personalize.hub import CARD_FILE, CardFacts, HubMixin, training_record
 from personalize.learners import MetaLearner, TaskState
 from personalize.peft_export import export_peft
 
@@ -40,10 +41,10 @@ TASK_FORMAT = "personalize-task"
 TASK_FORMAT_VERSION = 2  # 2: task.json records the sha256 of task_state.safetensors; 1 (none) still loads
 CONFIG_FILE = "task.json"
 STATE_FILE = "task_state.safetensors"
-KIND = SavedKind("saved task", CONFIG_FILE, frozenset({CONFIG_FILE, STATE_FILE, "learner"}), TASK_FORMAT)
+KIND = SavedKind("saved task", CONFIG_FILE, frozenset({CONFIG_FILE, STATE_FILE, "learner", CARD_FILE}), TASK_FORMAT)
 
 
-class TaskModel:
+class TaskModel(HubMixin):
     """An adapted task. Build it with :func:`adapt_tasks` (or a showcase API), not directly."""
 
     def __init__(self, learner: MetaLearner, state: TaskState, classes: tuple[Hashable, ...] | None) -> None:
@@ -87,6 +88,19 @@ class TaskModel:
         return outputs.float().cpu().numpy(), None if variance is None else variance.float().cpu().numpy()
 
     # --- export, save, load ---------------------------------------------------------------------------
+
+    SAVED_KIND = KIND
+
+    def card_facts(self) -> CardFacts:
+        """What this adapted task's model card says (see :meth:`save_pretrained`)."""
+        task = f"classes {', '.join(map(str, self.classes))}" if self.classes is not None else "regression"
+        return CardFacts(
+            "Adapted task model", self.learner.encoder.identity()["name"],
+            "text-classification" if self.classes is not None else "text-regression",
+            ("few-shot", "adapted", self.learner.name),
+            [f"One task adapted by a `{self.learner.name}` meta-learner ({task}); "
+             "`model.predict(texts)` answers in the task's own labels."],
+            training_record(self.learner.record))
 
     def adapter_weights(self) -> dict[str, torch.Tensor]:
         """This task's LoRA weights: adapted ones (optimization learners) or the shared ones."""

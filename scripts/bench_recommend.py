@@ -57,7 +57,7 @@ import personalize as pz
 from personalize import data
 from personalize.provenance import cpu_flags
 from personalize.recommend import Recommender, RecommenderConfig
-from personalize.recommend.baselines import BASELINES, RatingBaseline
+from personalize.recommend.baselines import BASELINES, RatingBaseline, TextRidge
 from personalize.recommend.config import EngineUsersConfig
 from personalize.recommend.metrics import full_catalogue_topk, mae, mean_ci, ndcg_at_k, precision_at_k, rmse
 from personalize.recommend.ranking import ranking_scores
@@ -106,19 +106,6 @@ class RecommenderPredictor:
 def rounded(predict: Predict) -> Predict:
     """A baseline's predictions rounded to the nearest star (1-5): its median-like point estimate."""
     return lambda user, support, ratings, targets: np.clip(np.round(predict(user, support, ratings, targets)), 1, 5)
-
-
-class FreshTextHead:
-    """Per-user ridge regression on frozen, unit-length item-text embeddings, from scratch."""
-
-    def __init__(self, embeddings: np.ndarray, fallback: float, ridge: float = 1.0) -> None:
-        self.embeddings, self.fallback, self.ridge = embeddings, fallback, ridge
-
-    def predict(self, support: np.ndarray, ratings: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        offset = ratings.mean() if len(ratings) else self.fallback  # no rating: the training mean
-        x = self.embeddings[support]
-        weights = np.linalg.solve(x.T @ x + self.ridge * np.eye(x.shape[1]), x.T @ (ratings - offset))
-        return np.clip(offset + self.embeddings[targets] @ weights, 1, 5)
 
 
 def positions_of(frame: pl.DataFrame, index: dict) -> np.ndarray:
@@ -249,9 +236,11 @@ def run_split(seed: int, tables: dict, encoder, config: RecommenderConfig, engin
     rating_methods: dict[str, Predict] = {
         OURS: ours.predict, ENGINE: engine.predict,
         OURS_ATTRIBUTES: RecommenderPredictor(with_attributes, item_ids, attributes).predict,
-        NO_META: RecommenderPredictor(untrained, item_ids).predict,
-        FRESH: ignoring_user(FreshTextHead(text_embeddings, float(train["rating"].mean())).predict)}
+        NO_META: RecommenderPredictor(untrained, item_ids).predict}
     baselines = fit_baselines(train, index, len(item_ids))
+    text_ridge = TextRidge(text_embeddings).fit(train["user_id"].to_numpy(), positions_of(train, index),
+                                                train["rating"].to_numpy().astype(float), len(item_ids))
+    rating_methods[FRESH] = ignoring_user(text_ridge.predict)
     rating_methods |= {name: ignoring_user(baseline.predict) for name, baseline in baselines.items()
                        if name != "popularity"}
     rating_methods |= {OURS_MEDIAN: ours.predict_median, ENGINE_MEDIAN: engine.predict_median,

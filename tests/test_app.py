@@ -17,6 +17,7 @@ import pytest
 APPS = Path(__file__).resolve().parent.parent / "apps"
 sys.path.insert(0, str(APPS))
 
+import input_caps  # noqa: E402
 import showcase  # noqa: E402
 
 
@@ -55,6 +56,48 @@ def test_typed_sentences_and_new_films_are_checked() -> None:
                           (("x" * 121, 1995, ["Crime"]), "under 120")):
         with pytest.raises(showcase.InputError, match=message):
             showcase.new_movie_text(*args)
+
+
+def test_the_caps_and_their_checks_import_without_streamlit() -> None:
+    import subprocess
+
+    code = ("import sys; sys.modules['streamlit'] = None; sys.path.insert(0, sys.argv[1]); import input_caps; "
+            "print(input_caps.MAX_OWN_EXAMPLES, input_caps.MAX_TEXT_CHARS)")
+    done = subprocess.run([sys.executable, "-c", code, str(APPS)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(input_caps.MAX_OWN_EXAMPLES), str(input_caps.MAX_TEXT_CHARS)]
+    assert showcase.own_examples is input_caps.own_examples and showcase.InputError is input_caps.InputError
+
+
+def test_the_caps_hold_at_their_limits() -> None:
+    caps = input_caps
+    most = pl.DataFrame({"text": ["x" * caps.MAX_TEXT_CHARS] * caps.MAX_OWN_EXAMPLES,
+                         "label": ["a" * caps.MAX_LABEL_CHARS, "b"] * (caps.MAX_OWN_EXAMPLES // 2)})
+    assert len(caps.own_examples(most)[0]) == caps.MAX_OWN_EXAMPLES  # exactly at every cap: accepted
+    with_blank_rows = pl.concat([most.head(2), pl.DataFrame({"text": [None] * caps.MAX_OWN_EXAMPLES,
+                                                             "label": [None] * caps.MAX_OWN_EXAMPLES},
+                                                            schema=most.schema)])
+    refused = {  # one past each cap
+        "202 rows": with_blank_rows,  # blank rows count: a pasted table of a million empty rows is refused
+        "labels longer than 40": most.with_columns(pl.lit("l" * (caps.MAX_LABEL_CHARS + 1)).alias("label")),
+    }
+    for message, frame in refused.items():
+        with pytest.raises(caps.InputError, match=message):
+            caps.own_examples(frame)
+    assert caps.checked_sentence("x" * caps.MAX_TEXT_CHARS) == "x" * caps.MAX_TEXT_CHARS
+    assert caps.new_movie_text("t" * caps.MAX_TITLE_CHARS, None, ["Drama"]).startswith("t" * caps.MAX_TITLE_CHARS)
+    caps.check_room_for_film(caps.MAX_ADDED_FILMS - 1)
+    with pytest.raises(caps.InputError, match="added 20 films this visit"):
+        caps.check_room_for_film(caps.MAX_ADDED_FILMS)
+
+
+def test_the_pages_show_the_caps_they_enforce() -> None:
+    sentiment = (APPS / "pages" / "1_Sentiment.py").read_text(encoding="utf-8")
+    recommendations = (APPS / "pages" / "2_Recommendations.py").read_text(encoding="utf-8")
+    for cap in ("MAX_OWN_EXAMPLES", "MAX_TEXT_CHARS", "MAX_LABEL_CHARS"):
+        assert f"{{showcase.{cap}}}" in sentiment
+    for cap in ("MAX_ADDED_FILMS", "MAX_TITLE_CHARS"):
+        assert f"{{showcase.{cap}}}" in recommendations
 
 
 # --- pages (slow: shipped models, real data) -------------------------------------------------------------
@@ -155,10 +198,16 @@ def test_recommendations_page_adds_a_film_and_finds_its_fans(real_data) -> None:
 def test_benchmarks_page_shows_every_report() -> None:
     at = app("pages/3_Benchmarks.py").run()
     assert not at.exception and not at.warning
-    text = " ".join(element.value for element in at.markdown)
+    assert len(at.get("vega_lite_chart")) == 3  # sentiment accuracy by K; recommendation MAE by K and ranking
+    assert not at.get("image")  # the charts replace the reports' static plots
+    text = " ".join(element.value for element in at.markdown)  # the full reports, one click away
     assert "Recommendation benchmark" in text and "MeLU protocol" in text and "few-shot sentiment benchmark" in text
     assert text.count("Adaptation time, side by side") == 2 and "How much each embedding holds" in text
-    assert len(at.get("image")) == 2  # the sentiment and recommendation plots
+    assert "![" not in text  # no image link left to break
+    assert len(at.expander) == 7 and [radio.label for radio in at.radio] == ["Unseen domain"]
+    first = at.radio[0].options[0]
+    chosen = at.radio[0].set_value("movies").run()  # another domain redraws the chart without error
+    assert not chosen.exception and chosen.radio[0].value == "movies" and first != "movies"
 
 
 @pytest.mark.slow

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from scipy import sparse
 
 import personalize as pz
 from personalize import errors
@@ -33,6 +36,7 @@ from personalize.recommend.config import EngineUsersConfig
 from personalize.recommend.selection import select_recommender
 from personalize.recommend.user_tasks import UserItems, predict_users, user_learner
 from personalize.sentiment import SentimentClassifier
+from personalize.task_model import TaskModel
 from personalize.tasks.synthetic import synthetic_suite
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -105,6 +109,12 @@ def with_nan(folder: Path) -> Path:
     return edit_json(folder / "task.json", checksums={"task_state.safetensors": sha256_file(path)})
 
 
+def with_checksum_of(folder: Path, name: str) -> Path:
+    """``folder`` whose ``task.json`` also records a checksum for file ``name``."""
+    checksums = json.loads((folder / "task.json").read_text())["checksums"]
+    return edit_json(folder / "task.json", checksums={**checksums, name: "0" * 64})
+
+
 def as_pickle(folder: Path) -> Path:
     import pickle
 
@@ -158,6 +168,60 @@ def resume_with_other_settings(ctx: SimpleNamespace) -> None:
     meta_fit(create_learner("protonet", ctx.encoder), suite, dataclasses.replace(config, steps=4, outer_lr=0.5))
 
 
+def resume_after(damage: Callable[[Path], Any]) -> Callable[[SimpleNamespace], None]:
+    """Meta-fit 2 steps with checkpoints, ``damage`` the ``last/trainer.json`` file, then resume."""
+    def run(ctx: SimpleNamespace) -> None:
+        suite, folder = synthetic_suite(num_tasks=12), str(ctx.fresh("run"))
+        config = MetaFitConfig(steps=2, val_every=2, val_episodes=2, meta_batch_size=2, progress=False,
+                               checkpoint_dir=folder)
+        meta_fit(create_learner("protonet", ctx.encoder), suite, config)
+        damage(Path(folder) / "last" / "trainer.json")
+        meta_fit(create_learner("protonet", ctx.encoder), suite, dataclasses.replace(config, steps=4))
+    return run
+
+
+def cut_in_half(path: Path) -> None:
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def encoder_with_escaping_shard(ctx: SimpleNamespace) -> None:
+    folder = ctx.fresh("encoder")
+    folder.mkdir()
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"embeddings.word_embeddings.weight": "../other/model.safetensors"}}))
+    pz.load_encoder(folder)
+
+
+def zip_with_escaping_entry(ctx: SimpleNamespace) -> None:
+    import zipfile
+
+    from personalize.encoder_packages import extract_folder
+
+    archive = ctx.fresh("encoder").with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w") as opened:
+        opened.writestr("enc/config.json", "{}")
+        opened.writestr("enc/../../evil.txt", "outside")
+    extract_folder(archive, "enc", ctx.fresh("extracted"))
+
+
+def csr(rows: int, columns: int, entries: dict[tuple[int, int], float]) -> Any:
+    """A CSR ratings matrix of ``rows`` x ``columns`` storing ``entries`` (row, column) -> rating."""
+    (where, values) = (list(zip(*entries)), list(entries.values()))
+    return sparse.csr_matrix((values, (where[0], where[1])), shape=(rows, columns))
+
+
+def hub_offline(call: Callable[[], Any]) -> Any:
+    """``call()`` with Hugging Face's offline switch on."""
+    with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}):
+        return call()
+
+
+def user_of_another_recommender(ctx: SimpleNamespace) -> None:
+    other = Recommender.meta_fit(*small_log(), config=RecommenderConfig(factors=2, steps=1), encoder=ctx.encoder)
+    ctx.rec.recommend([other.adapt(history([3], [5]))])
+
+
 def cli(*argv: str) -> Callable[[SimpleNamespace], list[str]]:
     def run(ctx: SimpleNamespace) -> list[str]:
         return [ctx.occupied() if arg == "{occupied}" else arg for arg in argv]
@@ -204,6 +268,8 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "load-pickle": lambda c: pz.load(as_pickle(c.copy_of(c.saved)), encoder=c.encoder),
     "load-no-checksum": lambda c: pz.load(edit_json(c.copy_of(c.saved) / "task.json", checksums=None),
                                           encoder=c.encoder),
+    "load-checksum-escapes": lambda c: pz.load(with_checksum_of(c.copy_of(c.saved), "../../etc/passwd"),
+                                               encoder=c.encoder),
     "load-other-encoder": lambda c: pz.load(c.saved, encoder=tiny_encoder(seed=1)),
     "load-missing-tensors": lambda c: pz.load((lambda f: ((f / "task_state.safetensors").unlink(), f)[1])(
         c.copy_of(c.saved)), encoder=c.encoder),
@@ -211,6 +277,10 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "load-recommender-catalogue-mismatch": lambda c: pz.load(edit_json(
         c.copy_of(c.saved_rec) / "recommender.json",
         items={"ids": list(range(29)), "texts": ["x"] * 29, "titles": None, "popularity": [0] * 29})),
+    "load-learner-unknown-name": lambda c: pz.load(edit_json(c.copy_of(c.saved) / "learner" / "learner.json",
+                                                             learner="no-such"), encoder=c.encoder),
+    "encoder-shard-escapes": encoder_with_escaping_shard,
+    "encoder-zip-entry-escapes": zip_with_escaping_entry,
     # saving
     "save-into-other-files": lambda c: c.model.save(c.occupied()),
     "save-onto-a-file": lambda c: c.model.save((lambda p: (p.write_text("mine"), p)[1])(c.fresh("file"))),
@@ -219,6 +289,13 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "save-under-a-file": lambda c: c.rec.save((lambda p: (p.write_text("x"), p / "model")[1])(c.fresh("file"))),
     "peft-into-other-files": lambda c: c.model.to_peft(c.occupied()),
     "learner-into-other-files": lambda c: pz.save_learner(c.model.learner, c.occupied()),
+    # the Hugging Face conventions
+    "hub-not-a-name-folder-or-id": lambda c: SentimentClassifier.from_pretrained(str(c.fresh("no") / "such" / "path")),
+    "hub-offline-not-cached": lambda c: hub_offline(lambda: SentimentClassifier.from_pretrained("someone/missing")),
+    "hub-folder-of-another-kind": lambda c: TaskModel.from_pretrained(
+        c.classifier.save_pretrained(c.fresh("classifier")), encoder=c.encoder),
+    "hub-push-bad-id": lambda c: c.model.push_to_hub("no-owner"),
+    "hub-push-offline": lambda c: hub_offline(lambda: c.model.push_to_hub("someone/x")),
     # the recommender
     "rec-history-duplicate": lambda c: c.rec.adapt(history([3, 3], [5, 4])),
     "rec-attributes-without-users": lambda c: c.rec.adapt(history([3], [5]), attributes={"age": 30}),
@@ -256,6 +333,23 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "rec-meta-fit-empty": lambda c: Recommender.meta_fit(pl.DataFrame({"user_id": [], "item_id": [], "rating": []}),
                                                          pl.DataFrame({"item_id": [1], "text": ["a"]}),
                                                          encoder=c.encoder),
+    "rec-csr-not-csr": lambda c: c.rec.adapt_many(sparse.coo_matrix(np.ones((2, 30)))),
+    "rec-csr-wrong-columns": lambda c: c.rec.adapt_many(csr(2, 5, {(0, 1): 4.0})),
+    "rec-csr-nan": lambda c: c.rec.adapt_many(csr(2, 30, {(0, 2): 4.0, (1, 3): float("nan")})),
+    "rec-csr-explicit-zero": lambda c: c.rec.adapt_many(csr(2, 30, {(0, 2): 4.0, (1, 3): 0.0})),
+    "rec-csr-duplicate-entry": lambda c: c.rec.adapt_many(
+        sparse.csr_matrix((np.array([4.0, 2.0]), np.array([3, 3]), np.array([0, 2, 2])), shape=(2, 30))),
+    "rec-csr-user-ids-length": lambda c: c.rec.adapt_many(csr(2, 30, {(0, 2): 4.0}), user_ids=["a", "b", "c"]),
+    "rec-csr-user-ids-repeated": lambda c: c.rec.adapt_many(csr(2, 30, {(0, 2): 4.0}), user_ids=["a", "a"]),
+    "rec-matrix-options-with-frame": lambda c: c.rec.adapt_many(
+        pl.DataFrame({"user_id": [1], "item_id": [3], "rating": [5]}), item_ids=list(range(30))),
+    "rec-adapt-csr-many-rows": lambda c: c.rec.adapt(csr(2, 30, {(0, 2): 4.0, (1, 3): 5.0})),
+    "rec-meta-fit-csr-validation": lambda c: Recommender.meta_fit(
+        csr(2, 30, {(0, 2): 4.0}), small_log()[1], validation=csr(2, 30, {(0, 2): 4.0}), encoder=c.encoder),
+    "rec-recommend-not-users": lambda c: c.rec.recommend(pl.DataFrame({"user_id": [1], "item_id": [3],
+                                                                       "rating": [5]})),
+    "rec-recommend-other-recommender": user_of_another_recommender,
+    "rec-similar-unknown-item": lambda c: c.rec.similar_items(999),
     # meta-training
     "fit-steps-0": lambda c: MetaFitConfig(steps=0),
     "fit-checkpoint-every-0": lambda c: MetaFitConfig(checkpoint_every=0),
@@ -267,6 +361,9 @@ CASES: dict[str, Callable[[SimpleNamespace], Any]] = {
     "engine-side-unwanted": lambda c: create_learner("fomaml", c.encoder, head=HeadConfig(kind="regression")).adapt(
         collate_tasks(c.encoder, [["a"]], [[1.0]], kind="regression", side=[np.zeros((1, 2))])),
     "fit-resume-other-settings": resume_with_other_settings,
+    "fit-resume-no-trainer-state": resume_after(Path.unlink),
+    "fit-resume-truncated-trainer-state": resume_after(cut_in_half),
+    "suite-name-escapes": lambda c: pz.load_suite("../secret"),
     # the command line (one line on stderr, exit status 1)
     "cli-out-holds-other-files": cli("meta-fit", "clothing-sentiment", "--out", "{occupied}"),
     "cli-unknown-suite": cli("meta-fit", "no-such-suite", "--out", "unused-out"),

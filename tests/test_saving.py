@@ -171,21 +171,35 @@ def test_a_failed_rename_puts_the_old_folder_back(tmp_path, monkeypatch) -> None
 
 
 def test_to_peft_asks_no_network(models, tmp_path, monkeypatch) -> None:
-    """peft checks the Hub for the base model's config unless told the embeddings are not adapted."""
+    """peft checks the Hub for the base model's config unless told the embeddings are not adapted: with
+    the Hub allowed (no HF_HUB_OFFLINE) and every socket blocked, the export connects nowhere and warns
+    of no name it could not resolve."""
+    import socket
     import warnings
 
     from peft.utils import save_and_load
 
-    def no_network(*args, **kwargs):
-        raise AssertionError("to_peft tried to reach the Hub")
+    attempts: list[str] = []
 
+    def no_network(*args, **kwargs):
+        attempts.append(repr(args[:2]))
+        raise OSError("this test blocks the network")
+
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(save_and_load, "check_file_exists_on_hf_hub", no_network)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # peft's "could not find a config file" warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         folder = models["task"].to_peft(tmp_path / "adapter")
+    assert attempts == []
+    assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]  # "Could not find a config"
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "adapter_config.json",
                                                         "adapter_model.safetensors",
                                                         "personalize_task_state.safetensors"]
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == models["task"].learner.encoder.name
 
 
 def test_a_folder_that_cannot_be_made_is_a_save_error_naming_it(models, tmp_path) -> None:
@@ -201,8 +215,8 @@ def test_the_cli_refuses_an_occupied_out_folder_before_training(tmp_path, capsys
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    assert main(["meta-fit", "no-such-suite", "--out", str(tmp_path / "out")]) == 1
-    assert "is not a learner checkpoint" in capsys.readouterr().err  # the suite was never looked up
+    assert main(["meta-fit", "clothing-sentiment", "--out", str(tmp_path / "out")]) == 1
+    assert "is not a saved text classifier" in capsys.readouterr().err  # only the suite's .toml was read
     assert snapshot(tmp_path / "out") == {"notes.txt": b"mine"}
 
 

@@ -22,7 +22,9 @@ model_name = st.selectbox("Model", list(showcase.MODELS), key="model")
 classifier = showcase.sentiment_model(showcase.MODELS[model_name])
 
 if domain == OWN:
-    st.caption("Type a few sentences and their labels (any label names; two or more).")
+    st.caption(f"Type a few sentences and their labels (any label names; two or more): up to "
+               f"{showcase.MAX_OWN_EXAMPLES} rows, {showcase.MAX_TEXT_CHARS} characters a sentence and "
+               f"{showcase.MAX_LABEL_CHARS} a label.")
     starter = pl.DataFrame({"text": ["The battery lasts all day", "Died after a week", "Great screen",
                                      "Keeps freezing"], "label": ["good", "bad", "good", "bad"]}).to_pandas()
     table = st.data_editor(starter, num_rows="dynamic", key="own_table")
@@ -52,7 +54,7 @@ if state and state["domain"] == domain:
         right.metric("Frozen encoder, same examples", f"{result.frozen:.1%}")
         st.caption(f"Accuracy on {result.queries} held-out examples of the domain; adapted in "
                    f"{result.adapt_seconds * 1000:.0f} ms.")
-    sentence = st.text_input("Try a sentence", key="sentence")
+    sentence = st.text_input(f"Try a sentence (up to {showcase.MAX_TEXT_CHARS} characters)", key="sentence")
     if sentence:
         try:
             text = showcase.checked_sentence(sentence)

@@ -83,8 +83,9 @@ elif mode == NEW:
         st.dataframe(showcase.popular_titles(recommender, exclude=list(answers)), hide_index=True)
 
 else:
+    caps = st.empty()  # filled below, once this run's film (if any) is counted
     with st.form("new_film"):
-        title = st.text_input("Title", key="film_title")
+        title = st.text_input("Title", max_chars=showcase.MAX_TITLE_CHARS, key="film_title")
         year = st.number_input("Year", 1900, 2030, 1998, key="film_year")
         genres = st.multiselect("Genres", showcase.GENRES, key="film_genres")
         added = st.form_submit_button("Add the film", type="primary")
@@ -95,6 +96,8 @@ else:
             st.session_state["added_film"] = item_id
         except (showcase.InputError, PersonalizeError) as error:
             st.error(str(error))
+    caps.caption(f"Up to {showcase.MAX_ADDED_FILMS} new films a visit ({showcase.films_added(recommender)} added "
+                 f"so far); titles up to {showcase.MAX_TITLE_CHARS} characters.")
     if "added_film" in st.session_state:
         item_id = st.session_state["added_film"]
         fans = showcase.who_would_like(recommender, item_id)

@@ -10,6 +10,8 @@ prediction then falls back to the part that needs no user). Items are integer in
 * :class:`BiasBaseline` -- ``mu + b_i + b_u`` with shrunk item and user biases.
 * :class:`Popularity` -- the item's number of training ratings (a ranking score, not a rating).
 * :class:`MatrixFactorization` -- biased ALS; a new user is folded in from the support residuals.
+* :class:`TextRidge` -- a ridge regression per user, from scratch, on frozen item-text embeddings
+  (no meta-learning, no collaborative signal; not in :data:`BASELINES`: it needs the embeddings).
 
 >>> users, items, ratings = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 2]), np.array([5.0, 3.0, 4.0, 2.0])
 >>> GlobalMean().fit(users, items, ratings, n_items=3).predict(np.array([]), np.array([]), np.arange(3))
@@ -219,6 +221,39 @@ class MatrixFactorization(BiasBaseline):
         residuals = support_ratings - super()._predict(support_items, support_ratings, support_items)
         user_factors = _ridge_solve(self.item_factors_[support_items], residuals, self.ridge)
         return biased + self.item_factors_[target_items] @ user_factors
+
+
+@dataclass
+class TextRidge(RatingBaseline):
+    """Per-user ridge regression on frozen, unit-length item-text embeddings (rows = item indices).
+
+    A user's ratings minus their mean are regressed on the embeddings of the rated items; with no
+    rating the prediction is the training mean. Clipped to ``rating_range``.
+
+    >>> embeddings = np.eye(3)
+    >>> ridge = TextRidge(embeddings, ridge=1.0).fit(np.array([0, 1]), np.array([0, 1]), np.array([5.0, 1.0]), 3)
+    >>> ridge.predict(np.array([0, 1]), np.array([5.0, 1.0]), np.array([0, 1, 2]))
+    array([4., 2., 3.])
+    >>> ridge.predict(np.array([]), np.array([]), np.array([2]))
+    array([3.])
+    """
+
+    embeddings: np.ndarray
+    ridge: float = 1.0
+    rating_range: tuple[float, float] = (1.0, 5.0)
+    name: ClassVar[str] = "fresh head on frozen text"
+    mean_: float = 0.0
+
+    def _fit(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_items: int) -> None:
+        require(self.embeddings.ndim == 2 and len(self.embeddings) == n_items,
+                f"embeddings must be [n_items={n_items}, dim], got shape {self.embeddings.shape}")
+        require(self.ridge > 0, f"ridge must be > 0, got {self.ridge!r}")
+        self.mean_ = float(ratings.mean())
+
+    def _predict(self, support_items: np.ndarray, support_ratings: np.ndarray, target_items: np.ndarray) -> np.ndarray:
+        offset = float(support_ratings.mean()) if support_ratings.size else self.mean_
+        weights = _ridge_solve(self.embeddings[support_items], support_ratings - offset, self.ridge)
+        return np.clip(offset + self.embeddings[target_items] @ weights, *self.rating_range)
 
 
 BASELINES: dict[str, type[RatingBaseline]] = {

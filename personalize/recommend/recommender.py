@@ -17,18 +17,21 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from personalize.checkpoint import SavedLearner, build_learner, read_learner
 from personalize.encoder import Encoder
 from personalize.errors import CheckpointError, ConfigError, SchemaError, require
 from personalize.files import SavedKind, load_checked_tensors, read_json_document, save_checked_tensors, staged_folder
+from personalize.hub import CARD_FILE, CardFacts, HubMixin, training_record
 from personalize.learners import MetaLearner
 from personalize.recommend.attributes import AttributeTable, UserAttributes
 from personalize.recommend.catalogue import Catalogue, UnknownItems
@@ -38,7 +41,10 @@ from personalize.recommend.engine_users import meta_fit_tables, text_item_rows
 from personalize.recommend.inputs import Columns, checked_items, checked_ratings
 from personalize.recommend.model import RatingModel
 from personalize.recommend.ranking import implicit_item_vectors, tune_rating_weight
+from personalize.recommend.similar import nearest_items, taste_vectors
+from personalize.recommend.sparse_input import is_sparse, ratings_frame
 from personalize.recommend.tables import ItemTables
+from personalize.recommend.top_n import top_items
 from personalize.recommend.training import fit_user_attributes, held_out_episodes, pad_ratings, train_rating_model
 from personalize.recommend.user_model import UserModel
 from personalize.tasks.interactions import InteractionPool
@@ -56,8 +62,21 @@ CONFIG_FILE = "recommender.json"
 TENSORS_FILE = "tables.safetensors"
 LEARNER_FOLDER = "learner"
 """Format 4, engine recommenders only: the learner checkpoint (:func:`personalize.checkpoint.save_learner`)."""
-KIND = SavedKind("saved recommender", CONFIG_FILE, frozenset({CONFIG_FILE, TENSORS_FILE, LEARNER_FOLDER}), FORMAT)
+KIND = SavedKind("saved recommender", CONFIG_FILE,
+                 frozenset({CONFIG_FILE, TENSORS_FILE, LEARNER_FOLDER, CARD_FILE}), FORMAT)
 ADAPT_CHUNK = 512  # users per batched posterior solve in adapt_many
+RECOMMEND_CHUNK = 1024  # users per batched top-N in recommend (their scores: users x ITEM_BLOCK numbers)
+ITEM_BLOCK = 4096  # items per block in recommend and similar_items
+
+
+class TopItems(NamedTuple):
+    """Item ids [U, n] (or [n] for one item's neighbours) and their scores, best first in each row.
+
+    A row with fewer than ``n`` items to rank ends in padding: score ``-inf`` and item id -1 (integer
+    ids), "" (string ids) or None."""
+
+    item_ids: np.ndarray
+    scores: np.ndarray
 
 
 def _tables_of(model: RatingModel, implicit: torch.Tensor, implicit_default: torch.Tensor) -> ItemTables:
@@ -70,7 +89,7 @@ def _tables_of(model: RatingModel, implicit: torch.Tensor, implicit_default: tor
                           model.attribute_weights.detach().clone())
 
 
-class Recommender:
+class Recommender(HubMixin):
     """A meta-learned rating model over a catalogue of items described by text.
 
     Build one with :meth:`meta_fit` (or ``personalize.load("movielens")``), then :meth:`adapt` it
@@ -102,6 +121,20 @@ class Recommender:
         self.record = record
         self._encoder = encoder
 
+    SAVED_KIND = KIND
+
+    def card_facts(self) -> CardFacts:
+        """What this recommender's model card says (see :meth:`save_pretrained`)."""
+        model = f"users as tasks of the `{self.config.learner}` learner" if self.config.learner else "built-in model"
+        encoder = str(self.encoder_record.get("name", "unknown"))
+        return CardFacts(
+            "Cold-start recommender (meta-learned)", encoder, "tabular-regression",
+            ("recommendation", "cold-start", "few-shot"),
+            [f"A rating model over {len(self.catalogue)} items described by text ({model}, "
+             f"{self.config.factors} factors). `rec.adapt(history)` fits a user from a few ratings; "
+             "`.recommend(n)` ranks the catalogue."],
+            training_record(self.record))
+
     def __repr__(self) -> str:
         reads = f", attributes {self.attributes.columns}" if self.attributes is not None else ""
         model = f"learner={self.config.learner!r}, " if self.config.learner is not None else ""
@@ -126,12 +159,17 @@ class Recommender:
     def meta_fit(cls, ratings: Any, items: Any, config: RecommenderConfig | None = None, *,
                  validation: Any = None, users: Any = None, attribute_columns: list[str] | None = None,
                  encoder: Encoder | None = None, columns: Columns | None = None,
-                 progress: bool = False, checkpoint_dir: str | Path | None = None) -> Recommender:
+                 progress: bool = False, checkpoint_dir: str | Path | None = None,
+                 item_ids: Sequence[Hashable] | None = None, user_ids: Sequence[Hashable] | None = None
+                 ) -> Recommender:
         """Meta-learn item features and the user prior from an interaction log.
 
         Args:
             ratings: frame of user, item, rating (column names from ``columns``); every item id must
-                be in ``items``.
+                be in ``items``. Or a scipy CSR users x items matrix whose stored entries are the
+                ratings (:mod:`personalize.recommend.sparse_input`): column j is item ``item_ids[j]``
+                (default: the ``items`` frame's ids, in its order), row u user ``user_ids[u]``
+                (default: 0 .. rows - 1). ``validation`` must then be a frame (or None).
             items: frame of item id and text (and optionally title).
             config: model and training settings.
             validation: ratings of other users for model selection; by default
@@ -156,6 +194,14 @@ class Recommender:
         config = config or RecommenderConfig()
         columns = columns or Columns()
         item_table = checked_items(items, columns)
+        if is_sparse(ratings):
+            require(not is_sparse(validation), "validation= takes a frame: convert a matrix with "
+                    "personalize.recommend.sparse_input.ratings_frame(matrix, item_ids, user_ids=...), giving its "
+                    "users ids that differ from the training users'", SchemaError)
+            ratings, _ = ratings_frame(ratings, item_table["item_id"].to_list() if item_ids is None else item_ids,
+                                       user_ids=user_ids, columns=columns)
+        else:
+            _refuse_matrix_options(item_ids, user_ids)
         ratings = checked_ratings(ratings, columns)
         require(ratings.height > 0, "the ratings frame is empty", SchemaError)
         catalogue = Catalogue(ids=item_table["item_id"].to_list(), texts=item_table["text"].to_list(),
@@ -220,7 +266,8 @@ class Recommender:
     # --- users --------------------------------------------------------------------------------------------
 
     def adapt(self, history: Any, *, user: Hashable = None, attributes: dict[str, Any] | None = None,
-              unknown_items: UnknownItems = "warn", columns: Columns | None = None) -> UserModel:
+              unknown_items: UnknownItems = "warn", columns: Columns | None = None,
+              item_ids: Sequence[Hashable] | None = None) -> UserModel:
         """Adapt to one user from a frame of item id and rating (one row is enough) and, for a
         recommender meta-fitted with user attributes, what is known about the user.
 
@@ -231,9 +278,29 @@ class Recommender:
         ``attributes`` the user starts from the average training user's prior. An empty history
         with attributes is a personal cold start; without, it gives the prior every new user gets
         (with a warning saying so).
+
+        ``history`` may also be a scipy CSR matrix of one row, its stored entries the ratings, column j
+        item ``item_ids[j]`` (default: the catalogue, in order): the same as the frame of those entries.
+
+        >>> from scipy.sparse import csr_matrix
+        >>> import polars as pl
+        >>> rec = _example()
+        >>> row = csr_matrix(([5.0, 1.0], ([0, 0], [3, 7])), shape=(1, len(rec.catalogue)))
+        >>> from_frame = rec.adapt(pl.DataFrame({"item_id": [3, 7], "rating": [5, 1]}))
+        >>> bool((rec.adapt(row).predict([3, 7, 11]) == from_frame.predict([3, 7, 11])).all())
+        True
         """
-        frame = checked_ratings(history, columns or self.columns, with_user=False, rating_range=self.rating_range)
-        _refuse_duplicates(frame, (columns or self.columns).item, user=user)
+        columns = columns or self.columns
+        if is_sparse(history):
+            history, rows = ratings_frame(history, self.catalogue.ids if item_ids is None else item_ids,
+                                          columns=columns, rating_range=self.rating_range)
+            require(len(rows) == 1, f"adapt takes one user's history: the ratings matrix has {len(rows)} rows; "
+                                    "pass one row (matrix[u]) or use adapt_many for many users", SchemaError)
+            history = history.drop(columns.user)
+        else:
+            _refuse_matrix_options(item_ids, None)
+        frame = checked_ratings(history, columns, with_user=False, rating_range=self.rating_range)
+        _refuse_duplicates(frame, columns.item, user=user)
         positions, known = self.catalogue.lookup(frame["item_id"].to_list(), unknown_items)
         values = frame["rating"].to_numpy()[known]
         vectors = None if attributes is None else self._attribute_vectors([attributes])
@@ -255,20 +322,43 @@ class Recommender:
         return vectors
 
     def adapt_many(self, ratings: Any, *, users: Any = None, unknown_items: UnknownItems = "warn",
-                   columns: Columns | None = None) -> dict[Hashable, UserModel]:
+                   columns: Columns | None = None, item_ids: Sequence[Hashable] | None = None,
+                   user_ids: Sequence[Hashable] | None = None, progress: bool = False) -> dict[Hashable, UserModel]:
         """Adapt every user of an interaction log at once (batched solves); returns user id -> UserModel.
+
+        ``progress=True`` shows a tqdm bar over the users (solved in chunks of ``ADAPT_CHUNK``).
 
         Every user of ``ratings`` is in the result, in order of first appearance. Unknown items are
         handled as in :meth:`adapt`; a user left with no known item gets the meta-learned prior, with
         a warning naming them. A (user, item) pair rated more than once is refused. ``users`` is a
         frame of user id and the attribute columns (see :meth:`meta_fit`) with a row for every user
         of ``ratings``; other rows are ignored.
+
+        ``ratings`` may also be a scipy CSR users x items matrix, its stored entries the ratings
+        (stored zeros too; :mod:`personalize.recommend.sparse_input`): column j is item
+        ``item_ids[j]`` (default: the catalogue, in order), row u user ``user_ids[u]`` (default:
+        0 .. rows - 1). The result is the frame path's on those entries, in row order; a row with no
+        entry is a user with no rating (the prior, with a warning).
+
+        >>> from scipy.sparse import csr_matrix
+        >>> rec = _example()
+        >>> matrix = csr_matrix(([5.0, 1.0, 4.0], ([0, 0, 1], [3, 7, 3])), shape=(2, len(rec.catalogue)))
+        >>> users = rec.adapt_many(matrix, user_ids=["ann", "bob"])
+        >>> list(users), users["ann"].seen.tolist()
+        (['ann', 'bob'], [3, 7])
         """
         columns = columns or self.columns
+        every_user = None
+        if is_sparse(ratings):
+            ratings, every_user = ratings_frame(ratings, self.catalogue.ids if item_ids is None else item_ids,
+                                                user_ids=user_ids, columns=columns, rating_range=self.rating_range)
+        else:
+            _refuse_matrix_options(item_ids, user_ids)
         frame = checked_ratings(ratings, columns, rating_range=self.rating_range)
         _refuse_duplicates(frame, columns.item, user_column=columns.user)
         positions, known = self.catalogue.lookup(frame["item_id"].to_list(), unknown_items)
-        every_user = frame["user_id"].unique(maintain_order=True).to_list()
+        if every_user is None:
+            every_user = frame["user_id"].unique(maintain_order=True).to_list()
         frame = frame.filter(known).with_columns(position=positions)
         grouped = frame.group_by("user_id", maintain_order=True).agg("position", "rating")
         rated = dict(zip(grouped["user_id"].to_list(), zip(grouped["position"].to_list(), grouped["rating"].to_list())))
@@ -291,11 +381,13 @@ class Recommender:
         items = [np.asarray(rated.get(user, ([], []))[0], dtype=np.int64) for user in every_user]
         values = [np.asarray(rated.get(user, ([], []))[1], dtype=np.float32) for user in every_user]
         adapted: dict[Hashable, UserModel] = {}
-        for start in range(0, len(every_user), ADAPT_CHUNK):
-            chunk = slice(start, start + ADAPT_CHUNK)
-            models = self._adapt_padded(items[chunk], values[chunk], every_user[chunk],
-                                        None if vectors is None else vectors[chunk])
-            adapted.update(zip(every_user[chunk], models))
+        with tqdm(total=len(every_user), disable=not progress, desc="adapt users", unit="user") as bar:
+            for start in range(0, len(every_user), ADAPT_CHUNK):
+                chunk = slice(start, start + ADAPT_CHUNK)
+                models = self._adapt_padded(items[chunk], values[chunk], every_user[chunk],
+                                            None if vectors is None else vectors[chunk])
+                adapted.update(zip(every_user[chunk], models))
+                bar.update(len(models))
         return adapted
 
     def _adapt_padded(self, items: list[np.ndarray], values: list[np.ndarray], users: list[Hashable],
@@ -305,6 +397,97 @@ class Recommender:
             posterior = self.tables.posterior(index, targets, mask, attributes=attributes)
         return [UserModel(self, posterior.select(i, rows=max(1, len(items[i]))), items[i], user,
                           values[i]) for i, user in enumerate(users)]
+
+    def recommend(self, users: Mapping[Hashable, UserModel] | Sequence[UserModel], n: int = 10, *,
+                  exclude_seen: bool = True, rating_weight: float | None = None) -> TopItems:
+        """The ``n`` best items of many adapted users at once: item ids [U, n] and scores [U, n].
+
+        ``users`` is what :meth:`adapt_many` returns (row u is the u-th user of the dict) or a list
+        of :class:`UserModel`; a ratings log goes through ``adapt_many`` first. Row u holds what
+        ``users[u].recommend(n, exclude_seen=..., rating_weight=...)`` lists, item for item (scores
+        in float32, ties broken by catalogue order), computed for blocks of users over blocks of
+        items (never a users x catalogue matrix). A user with fewer than ``n`` unrated items gets
+        padding at the end of the row (:class:`TopItems`); ``n`` above the catalogue size is cut to it.
+
+        >>> import polars as pl
+        >>> rec = _example()
+        >>> users = rec.adapt_many(pl.DataFrame({"user_id": [1, 1, 2], "item_id": [3, 7, 3], "rating": [5, 1, 2]}))
+        >>> item_ids, scores = rec.recommend(users, n=4)
+        >>> item_ids.shape, item_ids[0].tolist() == users[1].recommend(n=4)["item_id"].to_list()
+        ((2, 4), True)
+        """
+        require(isinstance(n, int) and n >= 1, f"n must be an int >= 1, got {n!r}", ConfigError)
+        weight = self.rating_weight if rating_weight is None else rating_weight
+        require(weight >= 0, f"rating_weight must be >= 0, got {weight!r}", ConfigError)
+        def refuse_unless(adapted: bool, what: Any) -> None:
+            require(adapted, f"recommend takes adapted users (the dict adapt_many returns, or a list of UserModel), "
+                             f"got a {type(what).__name__}; for a ratings log call "
+                             "rec.recommend(rec.adapt_many(ratings), n)", ConfigError)
+
+        refuse_unless(isinstance(users, Mapping | Sequence) and not isinstance(users, str), users)
+        models = list(users.values()) if isinstance(users, Mapping) else list(users)
+        for model in models:
+            refuse_unless(isinstance(model, UserModel), model)
+            require(model.recommender is self, f"user {model.user!r} was adapted by another recommender: adapt "
+                                               "them with this one", ConfigError)
+        width = min(n, len(self.catalogue))
+        positions = np.full((len(models), width), -1, dtype=np.int64)
+        scores = np.full((len(models), width), -np.inf, dtype=np.float32)
+        for start in range(0, len(models), RECOMMEND_CHUNK):
+            chunk = models[start:start + RECOMMEND_CHUNK]
+            seen = [model.seen for model in chunk]
+            owners = np.repeat(np.arange(len(chunk)), [len(items) for items in seen])
+            with torch.no_grad():
+                means = torch.cat([model.posterior.mean for model in chunk]).float()
+                best, values = top_items(self.tables, means, torch.as_tensor(owners, dtype=torch.long),
+                                         torch.as_tensor(np.concatenate(seen), dtype=torch.long), n=width,
+                                         rating_weight=weight, rating_range=self.rating_range, block=ITEM_BLOCK,
+                                         exclude_seen=exclude_seen)
+            best, values = best.numpy(), values.numpy()
+            order = np.lexsort((np.where(best < 0, len(self.catalogue), best), -values), axis=-1)
+            positions[start:start + len(chunk)] = np.take_along_axis(best, order, axis=1)
+            scores[start:start + len(chunk)] = np.take_along_axis(values, order, axis=1)
+        return TopItems(self._ids_at(positions), scores)
+
+    def similar_items(self, item_id: Hashable | list[Hashable] | np.ndarray, n: int = 10) -> TopItems:
+        """The ``n`` items most like ``item_id`` for this model, best first: item ids [n] and cosines [n].
+
+        Likeness is the cosine of the item feature rows the model scores with (the built-in model's
+        constant column left out; :mod:`personalize.recommend.similar`); the item itself is never
+        among them and ties go to the earlier catalogue item. A list (or numpy array) of ids gives
+        arrays [Q, n], one row per id. ``n`` is cut to the catalogue size minus one.
+
+        >>> rec = _example()
+        >>> item_ids, cosines = rec.similar_items(3, n=2)
+        >>> item_ids.shape, 3 in item_ids.tolist(), bool(cosines[0] >= cosines[1])
+        ((2,), False, True)
+        >>> rec.similar_items([3, 7], n=2).item_ids.shape
+        (2, 2)
+        """
+        require(isinstance(n, int) and n >= 1, f"n must be an int >= 1, got {n!r}", ConfigError)
+        many = isinstance(item_id, list | np.ndarray)
+        ids = list(item_id) if many else [item_id]
+        unknown = [item for item in ids if item not in self.catalogue]
+        require(not unknown, f"similar_items: {len(unknown)} item id(s) not in the catalogue, e.g. {unknown[:5]}; "
+                             "pass ids of rec.catalogue.ids (add new items with add_items first)", SchemaError)
+        unit = taste_vectors(self.tables.features, constant_first=self.config.learner is None)
+        positions, cosines = nearest_items(unit, self.catalogue.indices(ids), n, block=ITEM_BLOCK)
+        found = TopItems(self._ids_at(positions), cosines)
+        return found if many else TopItems(found.item_ids[0], found.scores[0])
+
+    def _ids_at(self, positions: np.ndarray) -> np.ndarray:
+        """The item ids at catalogue ``positions`` (any shape); -1 (padding) gives -1, "" or None."""
+        ids = np.asarray(self.catalogue.ids)
+        if ids.dtype.kind in "iu":
+            ids = ids.astype(np.int64)
+            pad: Any = -1
+        elif ids.dtype.kind == "U":
+            pad = ""
+        else:
+            ids, pad = np.asarray(self.catalogue.ids, dtype=object), None
+        found = ids[np.maximum(positions, 0)] if len(ids) else np.full(positions.shape, pad, dtype=ids.dtype)
+        found[positions < 0] = pad
+        return found
 
     def suggest_to_rate(self, history: Any = None, n: int = 5, *, candidates: Any = None,
                         popularity_weight: float = 1.0, criterion: str = "variance",
@@ -491,6 +674,28 @@ def _check_learner_tables(learner: SavedLearner, tensors: dict[str, torch.Tensor
     require(head is not None and head.shape[-1] == width,
             f"{path / LEARNER_FOLDER} does not hold the head of these tables ({width} features per item); "
             "restore the folder or save the recommender again", CheckpointError)
+
+
+def _refuse_matrix_options(item_ids: Any, user_ids: Any) -> None:
+    """Refuse ``item_ids=`` / ``user_ids=`` given with a frame: they name a matrix's columns and rows."""
+    given = [name for name, value in (("item_ids", item_ids), ("user_ids", user_ids)) if value is not None]
+    require(not given, f"{' and '.join(given)}= name the columns and rows of a scipy CSR ratings matrix; a frame "
+                       "names its items and users in its own columns: leave them out", ConfigError)
+
+
+@functools.cache
+def _example() -> Recommender:
+    """A tiny recommender for the doctests (tiny encoder, 30 items, a few training steps), fitted once."""
+    import polars as pl
+
+    from personalize.encoder import tiny_encoder
+
+    rng = np.random.default_rng(0)
+    items = pl.DataFrame({"item_id": range(30), "text": [f"film number {i}" for i in range(30)]})
+    ratings = pl.DataFrame({"user_id": np.repeat(np.arange(60), 15), "item_id": rng.integers(0, 30, 900),
+                            "rating": rng.integers(1, 6, 900)})
+    return Recommender.meta_fit(ratings, items, config=RecommenderConfig(factors=4, steps=10, val_every=5),
+                                encoder=tiny_encoder())
 
 
 def _refuse_duplicates(frame: pl.DataFrame, item_column: str, *, user: Hashable = None,

@@ -4,7 +4,8 @@ The score is the one :meth:`UserModel.recommend` ranks by (see :mod:`personalize
 the user's pick score scaled by its largest absolute value over the items the user has not rated,
 plus ``rating_weight`` times the predicted rating (clipped to the rating range) scaled to [0, 1].
 Two passes over blocks of ``block`` items: the first finds each user's pick scale, the second
-scores the block and merges it into each user's running top N. Rated items are never recommended.
+scores the block and merges it into each user's running top N. Rated items are not recommended
+(``exclude_seen=False`` ranks them too).
 
 >>> import torch
 >>> from types import SimpleNamespace
@@ -25,8 +26,8 @@ import torch
 
 
 def top_items(tables: Any, means: torch.Tensor, seen_users: torch.Tensor, seen_items: torch.Tensor, *, n: int,
-              rating_weight: float, rating_range: tuple[float, float], block: int = 4096
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              rating_weight: float, rating_range: tuple[float, float], block: int = 4096,
+              exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Each user's ``n`` best unrated items: catalogue positions [U, n] and scores [U, n].
 
     Args:
@@ -34,6 +35,7 @@ def top_items(tables: Any, means: torch.Tensor, seen_users: torch.Tensor, seen_i
         means: posterior means of the users' taste weights [U, D].
         seen_users, seen_items: one entry per rating: which user (0..U-1) rated which item position.
         n: items per user; a user with fewer unrated items gets -inf scores (position -1) at the end.
+        exclude_seen: False ranks the rated items too (as ``UserModel.recommend(exclude_seen=False)``).
     """
     num_users, num_items = means.shape[0], tables.features.shape[0]
     low, high = rating_range
@@ -45,7 +47,7 @@ def top_items(tables: Any, means: torch.Tensor, seen_users: torch.Tensor, seen_i
     blocks = [(start, min(start + block, num_items)) for start in range(0, num_items, block)]
 
     def rated_in(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        inside = (seen_items >= start) & (seen_items < stop)
+        inside = (seen_items >= start) & (seen_items < stop) & exclude_seen
         return seen_users[inside], seen_items[inside] - start
 
     buffer = torch.empty(num_users, min(block, num_items))  # reused: a fresh large tensor per block costs page faults

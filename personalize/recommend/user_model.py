@@ -16,6 +16,7 @@ import torch
 from personalize.engine.gaussian import SupportPosterior, WeightPosterior
 from personalize.errors import ConfigError, require
 from personalize.recommend.ranking import pick_scores, ranking_scores
+from personalize.recommend.similar import taste_vectors
 
 if TYPE_CHECKING:
     import polars as pl
@@ -114,15 +115,14 @@ class UserModel:
 
     def similar_rated(self, item_ids: Sequence[Hashable], n: int = 2) -> dict[Hashable, list[tuple[Hashable, float]]]:
         """For each item, the ``n`` items this user rated at or above their own average that resemble it
-        most (cosine of the items' taste features), with the similarity: a short "because you liked".
+        most (cosine of the items' taste features, as :meth:`Recommender.similar_items`), with the
+        similarity: a short "because you liked".
 
         An item that resembles none of them (similarity <= 0) gets fewer, possibly none.
         """
-        catalogue, features = self.recommender.catalogue, self.recommender.tables.features.numpy()
-        if self.recommender.config.learner is None:  # the built-in model's first column is the constant 1
-            features = features[:, 1:]
+        catalogue = self.recommender.catalogue
+        unit = taste_vectors(self.recommender.tables.features, constant_first=self.recommender.config.learner is None)
         liked = self.seen[self.ratings >= np.nanmean(self.ratings)] if len(self.seen) else self.seen
-        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
         result = {}
         for item, position in zip(item_ids, catalogue.indices(list(item_ids))):
             similarity = unit[liked] @ unit[position]

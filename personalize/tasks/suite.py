@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from personalize.errors import EpisodeError, SuiteError, require
+from personalize.files import inside
 from personalize.paths import builtin_suites_dir
 from personalize.tasks.episodes import Episode, Rng, TextTaskPool, as_rng, keyed_rng
 from personalize.tasks.interactions import InteractionEpisode, InteractionPool, melu_episodes
@@ -249,8 +250,10 @@ def load_suite(name_or_path: str | Path, frame: Any = None) -> TaskSuite:
     ('Jackets', 'Sweaters', 'Skirts')
     """
     path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = builtin_suites_dir() / f"{name_or_path}.toml"
+    if path.suffix != ".toml":  # a shipped suite's name: it may not lead out of their folder
+        path = inside(builtin_suites_dir(), f"{name_or_path}.toml", where=f"suite name {str(name_or_path)!r}",
+                      fix=f"give a shipped suite's name ({', '.join(available_suites())}) or a suite .toml file's path",
+                      error=SuiteError)
     if not path.is_file():
         raise SuiteError(f"no suite {str(name_or_path)!r}: no file {path}; shipped suites: {available_suites()}")
     try:
