@@ -34,4 +34,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-.PHONY: install demo demo-cli test test-fast
+# The mutation pass of docs/mutation.md over the learners and the recommender metrics ([tool.mutmut] in
+# pyproject.toml; the mutants go to mutants/, git-ignored). Results are cached: a second run only tests what changed.
+mutation: $(STAMP)
+	$(VENV)/bin/mutmut run
+	$(VENV)/bin/mutmut results
+
+.PHONY: install demo demo-cli test test-fast mutation

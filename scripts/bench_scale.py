@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch
 
 import personalize as pz
 from personalize.bank import StateBank
+from personalize.bench_runs import read_report_numbers, run_fresh, write_report_files
 from personalize.data.synthetic import write_synthetic
 from personalize.provenance import cpu_flags
 
@@ -55,13 +54,6 @@ else:
     summary = adapt_users(log, model, out, top=10, progress=False, **options)
     print(json.dumps(asdict(summary), default=str))
 """
-
-
-def run_child(*arguments: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, *arguments], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"child failed: {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def folder_bytes(path: Path, pattern: str) -> int:
@@ -125,7 +117,7 @@ def main() -> None:
                         help="rewrite the report from the .json beside --out, measuring nothing")
     args = parser.parse_args()
     if args.report_only:
-        saved = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+        saved = read_report_numbers(args.out)
         write_report(args, saved["rows"], saved["machine"])
         return
     sizes = [int(size) for size in args.users.split(",")]
@@ -139,10 +131,10 @@ def main() -> None:
             data = Path(scratch) / f"log-{size}"
             write_synthetic(data, pz.load("movielens"), users=size, items=args.items,
                             ratings_per_user=args.ratings_per_user, seed=args.seed, log=lambda line: None)
-            floor = run_child(str(data / "ratings"), str(data / "model"), "", "floor", "0")
+            floor = run_fresh(CHILD, str(data / "ratings"), str(data / "model"), "", "floor", "0")
             for engine in engines:
                 bank_folder = data / f"bank-{engine}"
-                job = run_child(str(data / "ratings"), str(data / "model"), str(bank_folder), engine,
+                job = run_fresh(CHILD, str(data / "ratings"), str(data / "model"), str(bank_folder), engine,
                                 str(args.ray_workers))
                 row = measure(args, size, engine, job, floor, data, bank_folder, first=size == sizes[0],
                               last=size == sizes[-1] and engine == engines[0])
@@ -249,10 +241,7 @@ def write_report(args: argparse.Namespace, rows: list[dict], machine: str) -> No
         lines.append(f"| bank lookup p99 < 5 ms at {last['users']:,} users | {last['p99_ms']:.2f} ms | "
                      f"{'met' if last['p99_ms'] < 5 else 'missed'} |")
     lines.append("")
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n",
-                                             encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_report_files(args.out, lines, {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

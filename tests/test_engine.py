@@ -229,7 +229,11 @@ def test_batched_adaptation_equals_sequential(name, kind):
         alone = learner.adapt(support.select([t]))
         assert alone.keys() == state.keys()
         for key, value in alone.items():
-            torch.testing.assert_close(value[0], state[key][t], atol=1e-5, rtol=1e-4, msg=f"{name} {key} task {t}")
+            # float32 rounding only: a task alone is trimmed to its own length, so its matrix products
+            # have other shapes than in the batch (engine/packing.py); the tolerance follows the tensor's scale
+            scale = max(1.0, float(state[key][t].double().abs().max()))
+            torch.testing.assert_close(value[0], state[key][t], atol=1e-5 * scale, rtol=1e-4,
+                                       msg=f"{name} {key} task {t}")
         alone_prediction = learner.predict(alone, query.select([t]))
         batched_prediction = learner.predict(state, query)
         assert_predictions_close(alone_prediction, type(prediction)(

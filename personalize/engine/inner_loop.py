@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from personalize.engine.batch import TaskBatch
 from personalize.engine.batched_model import BatchedLoRAModel, Params
 from personalize.engine.config import TaskKind
+from personalize.engine.packing import packed_tasks, scattered
 
 
 def task_losses(outputs: torch.Tensor, targets: torch.Tensor, example_mask: torch.Tensor,
@@ -90,28 +91,28 @@ def adapt_by_gradient(
 ) -> Params:
     """Test-time adaptation: start every task of ``batch`` from ``init`` and take ``steps`` steps.
 
-    Tasks are adapted together in chunks of at most ``max_tokens`` tokens (default: a budget per
-    device, see :func:`default_chunk_tokens`): tasks are independent, so chunking changes no result,
-    while it keeps activations small enough to stay in cache and out of the page-fault path on CPU.
-    Returns detached per-task parameters; nothing flows back into ``init``.
+    Tasks are adapted together in groups of similar length, each of at most ``max_tokens`` padded
+    tokens (default: a budget per device, see :func:`default_chunk_tokens`) and each padded only to
+    its own longest text and largest task (:mod:`personalize.engine.packing`). Tasks are independent
+    and padding is masked, so grouping changes no result, while it wastes no compute on the padding
+    of a batch's longest text and keeps activations small enough to stay in cache on CPU. The layers
+    below the adapters run once per group as an inference pass (the encoder's inference precision,
+    as when predicting); the steps themselves run at its training precision.
+    Returns detached per-task parameters, in the batch's task order; nothing flows back into ``init``.
     """
-    tokens_per_task = batch.input_ids.shape[1] * batch.input_ids.shape[2]
     budget = max_tokens if max_tokens is not None else default_chunk_tokens(batch.input_ids.device)
-    chunk = max(1, budget // tokens_per_task)
     rates = ({name: rate.detach() for name, rate in learning_rate.items()}
              if isinstance(learning_rate, dict) else learning_rate)
     pieces = []
-    for start in range(0, batch.num_tasks, chunk):
-        part = batch.select(slice(start, start + chunk))
+    for indices, part in packed_tasks(batch, budget):
+        with torch.no_grad(), model.encoder.autocast(inference=True):  # frozen layers: an inference pass
+            prefix = model.prefix_of(part).float()
         with torch.enable_grad(), model.encoder.autocast():
-            prefix = model.prefix_of(part)
             begin = {name: value.detach().expand(part.num_tasks, *value.shape).clone().requires_grad_(True)
                      for name, value in init.items()}
             adapted = gradient_steps(model, begin, prefix, part, steps=steps, learning_rate=rates)
-        pieces.append({name: value.detach() for name, value in adapted.items()})
-    if len(pieces) == 1:
-        return pieces[0]
-    return {name: torch.cat([piece[name] for piece in pieces]) for name in pieces[0]}
+        pieces.append((indices, {name: value.detach() for name, value in adapted.items()}))
+    return scattered(pieces, batch.num_tasks)
 
 
 def default_chunk_tokens(device: torch.device) -> int:

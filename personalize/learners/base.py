@@ -29,7 +29,8 @@ from personalize.engine.batch import TaskBatch
 from personalize.engine.batched_model import BatchedLoRAModel, Params, distinct_rows
 from personalize.engine.config import AdapterConfig, HeadConfig, config_from_dict
 from personalize.engine.gaussian import GaussianHead
-from personalize.engine.inner_loop import expand_to_tasks, task_accuracy, task_losses
+from personalize.engine.inner_loop import default_chunk_tokens, expand_to_tasks, task_accuracy, task_losses
+from personalize.engine.packing import extent, length_groups, scattered
 from personalize.errors import ConfigError, require
 
 TaskState = dict[str, torch.Tensor]
@@ -171,16 +172,23 @@ class MetaLearner(torch.nn.Module, ABC):
             return self.task_features(expand_to_tasks(self.init_params(), batch.num_tasks), batch, True, normalize_text)
         tasks, examples, length = batch.input_ids.shape
         inverse, first = distinct_rows(batch.input_ids.reshape(tasks * examples, length))
-        ids = batch.input_ids.reshape(tasks * examples, length)[first][None]
-        mask = batch.attention_mask.reshape(tasks * examples, length)[first][None]
-        if batch.prefix is None:
-            prefix = self.model.frozen_prefix(ids, mask)
-        else:
-            prefix = self.model.prefix_of(batch).reshape(tasks * examples, length, -1)[first][None]
-        text = self.model.text_features(expand_to_tasks(self.init_params(), 1), prefix, mask)
+        ids = batch.input_ids.reshape(tasks * examples, length)[first]
+        mask = batch.attention_mask.reshape(tasks * examples, length)[first]
+        prefix = None if batch.prefix is None else self.model.prefix_of(batch).reshape(tasks * examples, length, -1)
+        init = expand_to_tasks(self.init_params(), 1)
+        pieces = []
+        lengths = extent(mask)
+        for group in length_groups(lengths, default_chunk_tokens(ids.device)):  # similar lengths together
+            group = group.to(ids.device)
+            cut = max(1, int(lengths[group].max()))  # the group's longest text: no padding past it
+            part_ids, part_mask = ids[group, :cut][None], mask[group, :cut][None]
+            part_prefix = (self.model.frozen_prefix(part_ids, part_mask) if prefix is None
+                           else prefix[first[group], :cut][None])
+            pieces.append((group, {"text": self.model.text_features(init, part_prefix, part_mask)[0]}))
+        text = scattered(pieces, len(first))["text"]
         if normalize_text:
             text = F.normalize(text.float(), dim=-1)
-        return self.model.join_side(text[0][inverse].reshape(tasks, examples, -1), batch.side)
+        return self.model.join_side(text[inverse].reshape(tasks, examples, -1), batch.side)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, family={self.family!r}"
