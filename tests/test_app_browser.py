@@ -122,7 +122,19 @@ def click_button(driver, label: str) -> None:
     WebDriverWait(driver, WAIT_S).until(expected_conditions.element_to_be_clickable(locator)).click()
 
 
+def click_tab(driver, label: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    locator = (By.XPATH, f"//*[@role='tab'][contains(normalize-space(), '{label}')]")
+    tab = WebDriverWait(driver, WAIT_S).until(expected_conditions.presence_of_element_located(locator))
+    driver.execute_script("arguments[0].click();", tab)
+
+
 def test_every_page_in_a_real_browser(server, browser, screenshots) -> None:
+    from selenium.webdriver.common.by import By
+
     browser.get(server)
     wait_for_text(browser, "Data and shipped models are ready")
     settle(browser)
@@ -145,9 +157,14 @@ def test_every_page_in_a_real_browser(server, browser, screenshots) -> None:
     browser.save_screenshot(str(screenshots / "recommendations.png"))
 
     browser.get(f"{server}/Benchmarks")
-    page = wait_for_text(browser, "Cross-domain few-shot sentiment benchmark")
-    assert "Recommendation" in page and "Engine speed" in page
+    wait_for_text(browser, "Cross-domain few-shot sentiment benchmark")
     settle(browser)
+    charts = "[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart'], .vega-embed"
+    assert browser.find_elements(By.CSS_SELECTOR, charts)  # the interactive charts drew
     browser.save_screenshot(str(screenshots / "benchmarks.png"))
+    click_tab(browser, "Recommendation")
+    assert "Full-catalogue ranking" in wait_for_text(browser, "Cold-start recommendation benchmark")
+    click_tab(browser, "Speed, ceiling, scale")
+    wait_for_text(browser, "Engine speed (CPU)")
     for name in ("home", "sentiment", "recommendations", "benchmarks"):
         assert (screenshots / f"{name}.png").stat().st_size > 10_000  # a real picture, not an empty page

@@ -43,11 +43,12 @@ def curve(frame: pl.DataFrame, y: str, y_title: str, tooltip: list[str]) -> alt.
     frame = frame.with_columns(low=pl.col(y) - pl.col("ci95"), high=pl.col(y) + pl.col("ci95"))
     picked = alt.selection_point(fields=["method"], bind="legend")
     base = alt.Chart(alt.Data(values=frame.to_dicts())).encode(
-        x=alt.X("K:O", title="support examples (K)"), color=alt.Color("method:N", sort=None, title="method"),
-        opacity=alt.condition(picked, alt.value(1.0), alt.value(0.15)))
-    band = base.mark_area(opacity=0.12).encode(y=alt.Y("low:Q", title=y_title, scale=alt.Scale(zero=False)),
-                                                y2="high:Q")
-    line = base.mark_line(point=True).encode(y=f"{y}:Q", tooltip=tooltip).add_params(picked)
+        x=alt.X("K:O", title="support examples (K)"), color=alt.Color("method:N", sort=None, title="method"))
+    band = base.mark_area().encode(y=alt.Y("low:Q", title=y_title, scale=alt.Scale(zero=False)), y2="high:Q",
+                                   opacity=alt.condition(picked, alt.value(0.12), alt.value(0.02)))
+    line = base.mark_line(point=True).encode(y=f"{y}:Q", tooltip=tooltip,
+                                             opacity=alt.condition(picked, alt.value(1.0), alt.value(0.15)))
+    line = line.add_params(picked)
     return (band + line).properties(height=380)
 
 
@@ -65,7 +66,8 @@ with sentiment_tab:
         st.altair_chart(curve(table.filter(pl.col("domain") == domain), "accuracy", "query accuracy",
                               ["method:N", "K:O", alt.Tooltip("accuracy:Q", format=".3f"),
                                alt.Tooltip("ci95:Q", format=".3f"), "episodes:Q"]), width="stretch")
-        st.caption(f"The shipped model: {sentiment.get('model', 'see the report')}. Seed {sentiment.get('seed')}; "
+        st.caption(f"The shipped model: {sentiment.get('model', 'see the report').rstrip('.')}. "
+                   f"Seed {sentiment.get('seed')}; "
                    "every method sees the same episodes.")
     full_report("sentiment-benchmark")
 
