@@ -29,19 +29,19 @@ def length_groups(lengths: torch.Tensor, max_tokens: int, sizes: torch.Tensor | 
     Rows are ordered by length, then size, then position, so the groups are deterministic.
     """
     require(max_tokens >= 1, f"max_tokens must be >= 1, got {max_tokens}")
-    lengths = lengths.detach().to("cpu", torch.long)
-    sizes = torch.ones_like(lengths) if sizes is None else sizes.detach().to("cpu", torch.long)
-    order = sorted(range(len(lengths)), key=lambda row: (int(lengths[row]), int(sizes[row]), row))
+    length_of = lengths.detach().to("cpu", torch.long).tolist()  # plain ints: the loop reads every row
+    size_of = [1] * len(length_of) if sizes is None else sizes.detach().to("cpu", torch.long).tolist()
+    order = sorted(range(len(length_of)), key=lambda row: (length_of[row], size_of[row], row))
     groups: list[list[int]] = []
     longest = largest = 0
     for row in order:
-        grown_longest, grown_largest = max(longest, int(lengths[row])), max(largest, int(sizes[row]))
+        grown_longest, grown_largest = max(longest, length_of[row]), max(largest, size_of[row])
         if groups and (len(groups[-1]) + 1) * grown_longest * grown_largest <= max_tokens:
             groups[-1].append(row)
             longest, largest = grown_longest, grown_largest
         else:
             groups.append([row])
-            longest, largest = int(lengths[row]), int(sizes[row])
+            longest, largest = length_of[row], size_of[row]
     return [torch.tensor(group, dtype=torch.long) for group in groups]
 
 
